@@ -8,7 +8,7 @@ TOOLS_BIN     := $(CURDIR)/.tools/bin
 PROMETHEUS_VERSION := $(shell $(GO) list -m -f '{{.Version}}' github.com/prometheus/prometheus)
 MINIO_VERSION      := v0.0.0-20260212201848-7aac2a2c5b7c
 VERSION       ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS       := -X github.com/strata-metrics/strata/pkg/component.Version=$(VERSION)
+LDFLAGS       := -X github.com/prometheus/common/version.Version=$(VERSION) -X github.com/prometheus/common/version.Revision=$(shell git rev-parse HEAD 2>/dev/null) -X github.com/prometheus/common/version.Branch=main
 BINARIES      := sidecar store querier compactor blockgen
 TEST_TIMEOUT  ?= 60m
 
