@@ -1,0 +1,30 @@
+// Command querier is Strata's querier. Querier: the Prometheus HTTP API over every sidecar and store, with HA deduplication.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+
+	"github.com/strata-metrics/strata/pkg/component"
+)
+
+func main() {
+	app, flags := component.NewApp("querier", "Querier: the Prometheus HTTP API over every sidecar and store, with HA deduplication.", true)
+	if _, err := app.Parse(os.Args[1:]); err != nil {
+		fmt.Fprintf(os.Stderr, "strata-querier: %v\n", err)
+		os.Exit(2)
+	}
+	rt, err := component.New(flags)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "strata-querier: %v\n", err)
+		os.Exit(1)
+	}
+	// The querier itself lands with its own issue; until then the binary only
+	// serves the shared runtime and says so in /-/ready.
+	rt.Readiness.SetNotReady("the querier is not implemented yet")
+	if err := rt.Run(context.Background()); err != nil {
+		rt.Logger.Error("exiting", "err", err)
+		os.Exit(1)
+	}
+}
