@@ -12,9 +12,9 @@ import (
 	"google.golang.org/grpc/encoding"
 	gproto "google.golang.org/protobuf/proto"
 
+	theirinfo "github.com/thanos-io/thanos/pkg/info/infopb"
 	theirlabels "github.com/thanos-io/thanos/pkg/store/labelpb"
 	theirstore "github.com/thanos-io/thanos/pkg/store/storepb"
-	theirinfo "github.com/thanos-io/thanos/pkg/info/infopb"
 
 	"github.com/strata-metrics/strata/api/proto/infopb"
 	"github.com/strata-metrics/strata/api/proto/labelpb"

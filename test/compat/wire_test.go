@@ -10,10 +10,10 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
+	theirinfo "github.com/thanos-io/thanos/pkg/info/infopb"
 	theirhints "github.com/thanos-io/thanos/pkg/store/hintspb"
 	theirlabels "github.com/thanos-io/thanos/pkg/store/labelpb"
 	theirstore "github.com/thanos-io/thanos/pkg/store/storepb"
-	theirinfo "github.com/thanos-io/thanos/pkg/info/infopb"
 
 	"github.com/strata-metrics/strata/api/proto/hintspb"
 	"github.com/strata-metrics/strata/api/proto/infopb"
