@@ -1,0 +1,266 @@
+package blockgen
+
+import (
+	"bytes"
+	"context"
+	"io/fs"
+	"log/slog"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/tsdb"
+	"github.com/prometheus/prometheus/tsdb/chunkenc"
+	"github.com/thanos-io/objstore"
+	"github.com/thanos-io/objstore/providers/filesystem"
+
+	"github.com/strata-metrics/strata/pkg/block"
+)
+
+func testConfig() Config {
+	end := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC).UnixMilli()
+	return Config{
+		Seed:             42,
+		Targets:          3,
+		MinTime:          end - 7*time.Hour.Milliseconds(), // 3 full and one partial aligned block
+		MaxTime:          end,
+		Replicas:         2,
+		NativeHistograms: true,
+		ExternalLabels:   map[string]string{"cluster": "test"},
+	}
+}
+
+type point struct {
+	t int64
+	v float64
+}
+
+// readBlock returns every series of a block with its float samples, and
+// checks native histogram samples are valid.
+func readBlock(t *testing.T, dir string) map[string][]point {
+	t.Helper()
+	b, err := tsdb.OpenBlock(nil, dir, nil, nil)
+	if err != nil {
+		t.Fatalf("open block %s: %v", dir, err)
+	}
+	defer b.Close()
+	q, err := tsdb.NewBlockQuerier(b, math.MinInt64, math.MaxInt64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	out := map[string][]point{}
+	ss := q.Select(context.Background(), true, nil, labels.MustNewMatcher(labels.MatchRegexp, "__name__", ".+"))
+	var it chunkenc.Iterator
+	for ss.Next() {
+		s := ss.At()
+		it = s.Iterator(it)
+		var pts []point
+		for vt := it.Next(); vt != chunkenc.ValNone; vt = it.Next() {
+			switch vt {
+			case chunkenc.ValFloat:
+				ts, v := it.At()
+				pts = append(pts, point{ts, v})
+			case chunkenc.ValHistogram:
+				ts, h := it.AtHistogram(nil)
+				if err := h.Validate(); err != nil {
+					t.Fatalf("%s at %d: invalid histogram: %v", s.Labels(), ts, err)
+				}
+				pts = append(pts, point{ts, float64(h.Count)})
+			default:
+				t.Fatalf("unexpected value type %v", vt)
+			}
+			if pts[len(pts)-1].t < b.Meta().MinTime || pts[len(pts)-1].t >= b.Meta().MaxTime {
+				t.Fatalf("sample at %d outside block [%d, %d)", pts[len(pts)-1].t, b.Meta().MinTime, b.Meta().MaxTime)
+			}
+		}
+		if it.Err() != nil {
+			t.Fatal(it.Err())
+		}
+		out[s.Labels().String()] = pts
+	}
+	if ss.Err() != nil {
+		t.Fatal(ss.Err())
+	}
+	return out
+}
+
+func TestBlocksAreRealisticAndReadable(t *testing.T) {
+	cfg := testConfig()
+	dir := t.TempDir()
+	blocks, err := WriteDir(context.Background(), cfg, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(blocks) != 8 {
+		t.Fatalf("want 4 blocks per replica, got %d", len(blocks))
+	}
+	twoHours := (2 * time.Hour).Milliseconds()
+	for _, bi := range blocks {
+		if bi.Meta.MaxTime%twoHours != 0 || (bi.Meta.MinTime%twoHours != 0 && bi.Meta.MinTime != cfg.MinTime) {
+			t.Errorf("block %d-%d not aligned to 2h", bi.Meta.MinTime, bi.Meta.MaxTime)
+		}
+		if bi.Meta.Thanos.Labels["replica"] == "" || bi.Meta.Thanos.Labels["cluster"] != "test" {
+			t.Errorf("external labels: %v", bi.Meta.Thanos.Labels)
+		}
+	}
+
+	series := map[string][]point{}
+	for _, bi := range blocks[:4] { // replica a
+		for k, pts := range readBlock(t, bi.Dir) {
+			series[k] = append(series[k], pts...)
+		}
+	}
+	if want := 3 * SeriesPerTarget(true); len(series) != want {
+		t.Fatalf("got %d series, want %d", len(series), want)
+	}
+	samples := 0
+	for k, pts := range series {
+		samples += len(pts)
+		// 7h at 15s is 1680 scrapes.
+		if len(pts) < 1675 || len(pts) > 1681 {
+			t.Errorf("%s: %d samples over 7h at 15s", k, len(pts))
+		}
+		for i := 1; i < len(pts); i++ {
+			if d := pts[i].t - pts[i-1].t; d < 15000-10 || d > 15000+10 {
+				t.Fatalf("%s: scrape gap %dms", k, d)
+			}
+		}
+		isCounter := strings.Contains(k, "_total") || strings.Contains(k, "_bucket") || strings.Contains(k, "_count") || strings.Contains(k, "native")
+		if isCounter {
+			for i := 1; i < len(pts); i++ {
+				if pts[i].v < pts[i-1].v && pts[i].v > pts[i-1].v/2 {
+					t.Fatalf("%s: counter went down without a reset: %v -> %v", k, pts[i-1].v, pts[i].v)
+				}
+			}
+			if pts[len(pts)-1].v == pts[0].v {
+				t.Errorf("%s: counter does not move", k)
+			}
+		}
+	}
+	// Classic histogram: buckets cumulative, +Inf equals _count.
+	for k, inf := range series {
+		if !strings.Contains(k, `le="+Inf"`) {
+			continue
+		}
+		lower := series[strings.Replace(k, `le="+Inf"`, `le="0.5"`, 1)]
+		count := series[strings.Replace(strings.Replace(k, `, le="+Inf"`, "", 1), "_bucket", "_count", 1)]
+		if len(count) != len(inf) || len(lower) != len(inf) {
+			t.Fatalf("histogram series of %s misaligned: %d %d %d", k, len(lower), len(inf), len(count))
+		}
+		for i := range inf {
+			if inf[i].v != count[i].v || lower[i].v > inf[i].v {
+				t.Fatalf("%s: bucket/count inconsistent at %d: le=0.5 %v, +Inf %v, count %v", k, i, lower[i].v, inf[i].v, count[i].v)
+			}
+		}
+	}
+	if samples == 0 {
+		t.Fatal("no samples")
+	}
+}
+
+func TestReplicasDifferSlightly(t *testing.T) {
+	cfg := testConfig()
+	cfg.MinTime = cfg.MaxTime - time.Hour.Milliseconds()
+	blocks, err := WriteDir(context.Background(), cfg, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := readBlock(t, blocks[0].Dir), readBlock(t, blocks[1].Dir)
+	differentT := 0
+	for k, pa := range a {
+		pb := b[k]
+		if len(pb) == 0 {
+			t.Fatalf("%s missing in replica b", k)
+		}
+		n := min(len(pa), len(pb))
+		for i := 0; i < n; i++ {
+			if d := pa[i].t - pb[i].t; d > 10 || d < -10 {
+				t.Fatalf("%s: replicas scraped %dms apart", k, d)
+			}
+			if pa[i].t != pb[i].t {
+				differentT++
+			}
+		}
+		if strings.Contains(k, "node_load1") {
+			if d := math.Abs(pa[0].v - pb[0].v); d > 0.5 {
+				t.Errorf("%s: replicas differ too much: %v vs %v", k, pa[0].v, pb[0].v)
+			}
+		}
+	}
+	if differentT == 0 {
+		t.Fatal("replicas have identical timestamps; real HA pairs never do")
+	}
+}
+
+func TestDeterministic(t *testing.T) {
+	cfg := testConfig()
+	cfg.Replicas = 1
+	d1, d2 := t.TempDir(), t.TempDir()
+	if _, err := WriteDir(context.Background(), cfg, d1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := WriteDir(context.Background(), cfg, d2); err != nil {
+		t.Fatal(err)
+	}
+	files := 0
+	err := filepath.WalkDir(d1, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, _ := filepath.Rel(d1, p)
+		a, _ := os.ReadFile(p)
+		b, err := os.ReadFile(filepath.Join(d2, rel))
+		if err != nil {
+			t.Errorf("%s missing in second run: %v", rel, err)
+			return nil
+		}
+		if !bytes.Equal(a, b) {
+			t.Errorf("%s differs between runs with the same seed", rel)
+		}
+		files++
+		return nil
+	})
+	if err != nil || files < 12 {
+		t.Fatalf("compared %d files: %v", files, err)
+	}
+	cfg.Seed++
+	d3 := t.TempDir()
+	blocks, err := WriteDir(context.Background(), cfg, d3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(d1, blocks[0].Meta.ULID.String())); err == nil {
+		t.Fatal("another seed gave the same block ULID")
+	}
+}
+
+func TestWriteBucket(t *testing.T) {
+	fs, err := filesystem.NewBucket(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	bkt := objstore.WrapWithMetrics(fs, nil, "test")
+	cfg := testConfig()
+	blocks, err := WriteBucket(context.Background(), slog.New(slog.DiscardHandler), cfg, bkt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := block.NewLister(bkt, 4).List(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Metas) != len(blocks) || len(res.Partial)+len(res.Corrupt) != 0 {
+		t.Fatalf("bucket holds %d complete, %d partial, %d corrupt; wrote %d", len(res.Metas), len(res.Partial), len(res.Corrupt), len(blocks))
+	}
+	for _, bi := range blocks {
+		m := res.Metas[bi.Meta.ULID]
+		if m == nil || m.Thanos.Labels["replica"] != bi.Meta.Thanos.Labels["replica"] || m.Thanos.Source != SourceBlockgen || len(m.Thanos.Files) != 3 {
+			t.Fatalf("block %s meta in bucket: %+v", bi.Meta.ULID, m)
+		}
+	}
+}

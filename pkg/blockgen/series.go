@@ -1,0 +1,230 @@
+package blockgen
+
+import (
+	"fmt"
+	"math"
+	"sort"
+
+	"github.com/prometheus/prometheus/model/histogram"
+	"github.com/prometheus/prometheus/model/labels"
+)
+
+type kind uint8
+
+const (
+	kindCounter kind = iota
+	kindGauge
+	kindBucket    // classic histogram _bucket series
+	kindHistSum   // classic histogram _sum
+	kindHistCount // classic histogram _count
+	kindNative    // native (integer) histogram
+)
+
+// seriesDef describes one series and how its values are made.
+type seriesDef struct {
+	lset   labels.Labels
+	kind   kind
+	target int     // scrape target: sets the scrape phase
+	p      params  // value function parameters (shared by a histogram's series)
+	scale  float64 // counters and gauges: unit multiplier
+	cdf    float64 // buckets: share of observations at or below le
+}
+
+// params of a value function, derived from a hash so they are deterministic.
+type params struct {
+	rate       float64 // counter increase per scrape (in units)
+	omega      float64 // angular frequency of the wobble, per scrape
+	phase      float64
+	resetEvery float64 // scrapes between counter resets
+	resetPhase float64
+	base, amp  float64 // gauges
+	noiseSeed  uint64
+}
+
+func newParams(h uint64) params {
+	u := func(i uint64) float64 { return float64(splitmix(h+i)>>11) / (1 << 53) }
+	return params{
+		rate:       1 + 40*u(1),
+		omega:      2 * math.Pi / (120 + 2000*u(2)),
+		phase:      2 * math.Pi * u(3),
+		resetEvery: 3000 + 20000*u(4), // about 12h to 4 days at 15s
+		resetPhase: 23000 * u(5),
+		base:       0.2 + 0.6*u(6),
+		amp:        0.05 + 0.2*u(7),
+		noiseSeed:  splitmix(h + 8),
+	}
+}
+
+// counterAt is a counter in whole units at scrape position x (in scrapes
+// since the epoch, fractional for a replica's jitter). It increases by
+// between half and one and a half times rate per scrape and drops to near
+// zero at resets.
+func (p *params) counterAt(x float64) float64 {
+	start := math.Floor((x+p.resetPhase)/p.resetEvery)*p.resetEvery - p.resetPhase
+	xr := x - start
+	w := p.rate / p.omega
+	return math.Floor(p.rate*xr + 0.5*w*(math.Cos(p.phase)-math.Cos(p.omega*xr+p.phase)) + w)
+}
+
+// gaugeAt is a gauge between 0 and 1 at scrape position x, with a little
+// per-scrape noise.
+func (p *params) gaugeAt(x float64, k int64) float64 {
+	noise := float64(int64(splitmix(p.noiseSeed^uint64(k))>>40)-(1<<23)) / (1 << 23)
+	return p.base + p.amp*math.Sin(p.omega*x+p.phase) + 0.02*noise
+}
+
+// splitmix is SplitMix64: a fast, well-mixed hash for deterministic values.
+func splitmix(x uint64) uint64 {
+	x += 0x9e3779b97f4a7c15
+	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9
+	x = (x ^ (x >> 27)) * 0x94d049bb133111eb
+	return x ^ (x >> 31)
+}
+
+func hashString(s string) uint64 {
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(s); i++ {
+		h ^= uint64(s[i])
+		h *= 1099511628211
+	}
+	return h
+}
+
+// Classic histogram buckets of http_request_duration_seconds.
+var bucketBounds = []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}
+
+// bucketCDF is the share of requests at or below bound, for a latency
+// distribution whose median is median seconds.
+func bucketCDF(bound, median float64) float64 {
+	// Log-logistic distribution: simple, heavy-tailed like real latencies.
+	return 1 / (1 + math.Pow(median/bound, 2.5))
+}
+
+// Native histogram layout: schema 0 (powers of two), 12 buckets from 2^-9 s.
+const (
+	nativeSchema  = 0
+	nativeOffset  = -9
+	nativeBuckets = 12
+)
+
+// catalog returns the sorted series of cfg's targets.
+func catalog(cfg *Config) []seriesDef {
+	var defs []seriesDef
+	seed := uint64(cfg.Seed)
+	add := func(d seriesDef) { defs = append(defs, d) }
+	for t := 0; t < cfg.Targets; t++ {
+		host := fmt.Sprintf("host-%05d", t)
+		node := host + ":9100"
+		th := splitmix(seed ^ hashString(node))
+		for cpu := 0; cpu < 2; cpu++ {
+			for mi, mode := range []string{"idle", "iowait", "system", "user"} {
+				p := newParams(th + uint64(cpu*16+mi)*97)
+				// Seconds per 15s scrape: idle gets most of it.
+				p.rate = []float64{1100, 20, 120, 250}[mi] * (0.8 + 0.4*p.base)
+				add(seriesDef{kind: kindCounter, target: t, p: p, scale: 0.01, lset: labels.FromStrings(
+					"__name__", "node_cpu_seconds_total", "cpu", fmt.Sprint(cpu), "instance", node, "job", "node", "mode", mode)})
+			}
+		}
+		add(seriesDef{kind: kindGauge, target: t, p: newParams(th + 1001), scale: 16e9, lset: labels.FromStrings(
+			"__name__", "node_memory_MemAvailable_bytes", "instance", node, "job", "node")})
+		add(seriesDef{kind: kindGauge, target: t, p: newParams(th + 1002), scale: 4, lset: labels.FromStrings(
+			"__name__", "node_load1", "instance", node, "job", "node")})
+		pn := newParams(th + 1003)
+		pn.rate *= 20000
+		add(seriesDef{kind: kindCounter, target: t, p: pn, scale: 1, lset: labels.FromStrings(
+			"__name__", "node_network_receive_bytes_total", "device", "eth0", "instance", node, "job", "node")})
+
+		api := host + ":8080"
+		ah := splitmix(seed ^ hashString(api))
+		for hi, handler := range []string{"/api/v1/query", "/metrics"} {
+			for mi, method := range []string{"GET", "POST"} {
+				for ci, code := range []string{"200", "500"} {
+					p := newParams(ah + uint64(hi*100+mi*10+ci))
+					if code == "500" {
+						p.rate *= 0.01
+					}
+					add(seriesDef{kind: kindCounter, target: t, p: p, scale: 1, lset: labels.FromStrings(
+						"__name__", "http_requests_total", "code", code, "handler", handler, "instance", api, "job", "api", "method", method)})
+				}
+			}
+			hp := newParams(ah + uint64(hi+1)*7919)
+			median := 0.02 + 0.3*hp.base
+			for _, le := range bucketBounds {
+				add(seriesDef{kind: kindBucket, target: t, p: hp, cdf: bucketCDF(le, median), lset: labels.FromStrings(
+					"__name__", "http_request_duration_seconds_bucket", "handler", handler, "instance", api, "job", "api", "le", formatLe(le))})
+			}
+			add(seriesDef{kind: kindBucket, target: t, p: hp, cdf: 1, lset: labels.FromStrings(
+				"__name__", "http_request_duration_seconds_bucket", "handler", handler, "instance", api, "job", "api", "le", "+Inf")})
+			add(seriesDef{kind: kindHistSum, target: t, p: hp, scale: median * 1.3, lset: labels.FromStrings(
+				"__name__", "http_request_duration_seconds_sum", "handler", handler, "instance", api, "job", "api")})
+			add(seriesDef{kind: kindHistCount, target: t, p: hp, lset: labels.FromStrings(
+				"__name__", "http_request_duration_seconds_count", "handler", handler, "instance", api, "job", "api")})
+			if cfg.NativeHistograms {
+				add(seriesDef{kind: kindNative, target: t, p: hp, scale: median, lset: labels.FromStrings(
+					"__name__", "http_request_duration_native_seconds", "handler", handler, "instance", api, "job", "api")})
+			}
+		}
+	}
+	sort.Slice(defs, func(i, j int) bool { return labels.Compare(defs[i].lset, defs[j].lset) < 0 })
+	return defs
+}
+
+func formatLe(v float64) string {
+	return fmt.Sprintf("%g", v)
+}
+
+// SeriesPerTarget is how many series one target has.
+func SeriesPerTarget(nativeHistograms bool) int {
+	n := 8 + 3 + 8 + 2*(len(bucketBounds)+1+2)
+	if nativeHistograms {
+		n += 2
+	}
+	return n
+}
+
+// floatAt returns the value of a float series at scrape position x.
+func (d *seriesDef) floatAt(x float64, k int64) float64 {
+	switch d.kind {
+	case kindCounter:
+		return d.p.counterAt(x) * d.scale
+	case kindGauge:
+		return math.Round(d.p.gaugeAt(x, k)*d.scale*1000) / 1000
+	case kindBucket:
+		return math.Floor(d.p.counterAt(x) * d.cdf)
+	case kindHistSum:
+		return math.Round(d.p.counterAt(x)*d.scale*1e6) / 1e6
+	case kindHistCount:
+		return d.p.counterAt(x)
+	}
+	panic("blockgen: not a float series")
+}
+
+// histogramAt fills h with the native histogram at scrape position x.
+func (d *seriesDef) histogramAt(x float64, h *histogram.Histogram) {
+	count := d.p.counterAt(x)
+	h.Schema = nativeSchema
+	h.ZeroThreshold = 2.938735877055719e-39 // 2^-128, client_golang's default
+	h.ZeroCount = 0
+	h.Count = uint64(count)
+	h.Sum = math.Round(count*d.scale*1.3*1e6) / 1e6
+	if len(h.PositiveSpans) != 1 {
+		h.PositiveSpans = []histogram.Span{{Offset: nativeOffset, Length: nativeBuckets}}
+	}
+	if cap(h.PositiveBuckets) < nativeBuckets {
+		h.PositiveBuckets = make([]int64, nativeBuckets)
+	}
+	h.PositiveBuckets = h.PositiveBuckets[:nativeBuckets]
+	// Bucket i holds (2^(offset+i-1), 2^(offset+i)]; counts from the CDF,
+	// the last bucket taking the rest so buckets add up to Count.
+	var prevCum, prevAbs int64
+	for i := 0; i < nativeBuckets; i++ {
+		cum := int64(count)
+		if i < nativeBuckets-1 {
+			cum = int64(math.Floor(count * bucketCDF(math.Ldexp(1, nativeOffset+i), d.scale)))
+		}
+		abs := cum - prevCum
+		h.PositiveBuckets[i] = abs - prevAbs // delta encoded
+		prevCum, prevAbs = cum, abs
+	}
+	h.CounterResetHint = histogram.UnknownCounterReset
+}
