@@ -55,7 +55,9 @@ func benchWrite(b *testing.B, series int, dur time.Duration, replicas int) {
 		}
 		peak = max(peak, <-peakc)
 		samples.Add(Samples(blocks))
-		once.Do(func() { b.Logf("%d series per replica, %d blocks, %d samples", cfg.SeriesCount(), len(blocks), Samples(blocks)) })
+		once.Do(func() {
+			b.Logf("%d series per replica, %d blocks, %d samples", cfg.SeriesCount(), len(blocks), Samples(blocks))
+		})
 	}
 	b.ReportMetric(float64(samples.Load())/b.Elapsed().Seconds(), "samples/s")
 	b.ReportMetric(float64(peak)/(1<<20), "peak-heap-MiB")
