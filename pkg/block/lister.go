@@ -1,9 +1,11 @@
 package block
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"sync"
 
@@ -12,17 +14,29 @@ import (
 	"golang.org/x/sync/errgroup"
 )
 
-// Listing is what a bucket holds, block by block.
+// Listing is what a bucket holds, block by block. A block is in exactly one
+// of Metas, Partial, Corrupt and Failed; its marks are listed on the side.
 type Listing struct {
 	// Metas of the complete blocks (meta.json present and valid), marked or not.
 	Metas map[ulid.ULID]*Meta
-	// Partial blocks have no meta.json: an upload in progress or cut off.
+	// Partial blocks have no meta.json: an upload in progress or cut off, or
+	// a delete in progress.
 	Partial map[ulid.ULID]bool
-	// Corrupt blocks have a meta.json that cannot be read, with the reason.
+	// Corrupt blocks have a meta.json that cannot be used, with the reason.
 	Corrupt map[ulid.ULID]error
-	// DeletionMarks and NoCompactMarks of the blocks that have them.
-	DeletionMarks  map[ulid.ULID]*DeletionMark
-	NoCompactMarks map[ulid.ULID]*NoCompactMark
+	// Failed blocks could not be read because the bucket failed, so their
+	// state is unknown: a caller that acts on the absence of blocks (the
+	// compactor) must retry rather than treat them as gone.
+	Failed map[ulid.ULID]error
+	// DeletionMarks, NoCompactMarks and NoDownsampleMarks of the blocks that
+	// have them.
+	DeletionMarks     map[ulid.ULID]*DeletionMark
+	NoCompactMarks    map[ulid.ULID]*NoCompactMark
+	NoDownsampleMarks map[ulid.ULID]*NoDownsampleMark
+	// BadMarks are marks that are not valid JSON (a cut-off upload) or of an
+	// unknown version. Like Thanos, the block is treated as unmarked: a mark
+	// without a time must not make a block deletable at once.
+	BadMarks map[ulid.ULID]error
 }
 
 // Lister lists the blocks of a bucket. meta.json files are immutable, so it
@@ -62,11 +76,14 @@ func (l *Lister) List(ctx context.Context) (*Listing, error) {
 	}
 
 	res := &Listing{
-		Metas:          map[ulid.ULID]*Meta{},
-		Partial:        map[ulid.ULID]bool{},
-		Corrupt:        map[ulid.ULID]error{},
-		DeletionMarks:  map[ulid.ULID]*DeletionMark{},
-		NoCompactMarks: map[ulid.ULID]*NoCompactMark{},
+		Metas:             map[ulid.ULID]*Meta{},
+		Partial:           map[ulid.ULID]bool{},
+		Corrupt:           map[ulid.ULID]error{},
+		Failed:            map[ulid.ULID]error{},
+		DeletionMarks:     map[ulid.ULID]*DeletionMark{},
+		NoCompactMarks:    map[ulid.ULID]*NoCompactMark{},
+		NoDownsampleMarks: map[ulid.ULID]*NoDownsampleMark{},
+		BadMarks:          map[ulid.ULID]error{},
 	}
 	var mu sync.Mutex
 	g, gctx := errgroup.WithContext(ctx)
@@ -80,8 +97,10 @@ func (l *Lister) List(ctx context.Context) (*Listing, error) {
 			mu.Lock()
 			defer mu.Unlock()
 			switch {
-			case st.err != nil:
-				res.Corrupt[id] = st.err
+			case st.failed != nil:
+				res.Failed[id] = st.failed
+			case st.corrupt != nil:
+				res.Corrupt[id] = st.corrupt
 			case st.meta == nil:
 				res.Partial[id] = true
 			default:
@@ -92,6 +111,12 @@ func (l *Lister) List(ctx context.Context) (*Listing, error) {
 			}
 			if st.noCompact != nil {
 				res.NoCompactMarks[id] = st.noCompact
+			}
+			if st.noDownsample != nil {
+				res.NoDownsampleMarks[id] = st.noDownsample
+			}
+			if st.badMark != nil {
+				res.BadMarks[id] = st.badMark
 			}
 			return nil
 		})
@@ -112,10 +137,33 @@ func (l *Lister) List(ctx context.Context) (*Listing, error) {
 }
 
 type blockState struct {
-	meta      *Meta
-	err       error
-	deletion  *DeletionMark
-	noCompact *NoCompactMark
+	meta         *Meta
+	corrupt      error
+	failed       error
+	deletion     *DeletionMark
+	noCompact    *NoCompactMark
+	noDownsample *NoDownsampleMark
+	badMark      error
+}
+
+// readMark reads the mark M of block id when the block's listing shows one.
+// An invalid mark is recorded in st and otherwise ignored.
+func readMark[M marker](ctx context.Context, bkt objstore.BucketReader, id ulid.ULID, objects map[string]bool, st *blockState) (*M, error) {
+	var m M
+	if !objects[m.filename()] {
+		return nil, nil
+	}
+	got, err := ReadMarker[M](ctx, bkt, id)
+	switch {
+	case err == nil:
+		return got, nil
+	case errors.Is(err, ErrMarkerNotFound):
+		return nil, nil // removed since the listing.
+	case errors.Is(err, ErrUnmarshalMarker) || errors.Is(err, errMarkerVersion):
+		st.badMark = err
+		return nil, nil
+	}
+	return nil, err
 }
 
 func (l *Lister) inspect(ctx context.Context, id ulid.ULID) blockState {
@@ -125,26 +173,21 @@ func (l *Lister) inspect(ctx context.Context, id ulid.ULID) blockState {
 		objects[strings.TrimPrefix(name, id.String()+"/")] = true
 		return nil
 	}); err != nil {
-		st.err = fmt.Errorf("list objects of block %s: %w", id, err)
+		st.failed = fmt.Errorf("list objects of block %s: %w", id, err)
 		return st
 	}
-	if objects[DeletionMarkFilename] {
-		m, err := ReadMarker[DeletionMark](ctx, l.bkt.ReaderWithExpectedErrs(l.bkt.IsObjNotFoundErr), id)
-		if err == nil {
-			st.deletion = m
-		} else if !errors.Is(err, ErrMarkerNotFound) {
-			// A half-written mark still means someone decided to delete
-			// the block: treat it as marked now.
-			st.deletion = &DeletionMark{ID: id, Version: markerVersion1}
-		}
+	var err error
+	if st.deletion, err = readMark[DeletionMark](ctx, l.bkt, id, objects, &st); err != nil {
+		st.failed = err
+		return st
 	}
-	if objects[NoCompactMarkFilename] {
-		m, err := ReadMarker[NoCompactMark](ctx, l.bkt.ReaderWithExpectedErrs(l.bkt.IsObjNotFoundErr), id)
-		if err == nil {
-			st.noCompact = m
-		} else if !errors.Is(err, ErrMarkerNotFound) {
-			st.noCompact = &NoCompactMark{ID: id, Version: markerVersion1, Reason: ManualNoCompactReason, Details: err.Error()}
-		}
+	if st.noCompact, err = readMark[NoCompactMark](ctx, l.bkt, id, objects, &st); err != nil {
+		st.failed = err
+		return st
+	}
+	if st.noDownsample, err = readMark[NoDownsampleMark](ctx, l.bkt, id, objects, &st); err != nil {
+		st.failed = err
+		return st
 	}
 	if !objects[MetaFilename] {
 		return st
@@ -156,16 +199,15 @@ func (l *Lister) inspect(ctx context.Context, id ulid.ULID) blockState {
 		st.meta = m
 		return st
 	}
-	m, err := ReadMetaFromBucket(ctx, l.bkt.ReaderWithExpectedErrs(l.bkt.IsObjNotFoundErr), id)
-	if err != nil {
-		if l.bkt.IsObjNotFoundErr(errors.Unwrap(err)) {
-			return st // deleted between LIST and GET: partial now.
-		}
-		st.err = err
+	m, err = l.readMeta(ctx, id)
+	switch {
+	case errors.Is(err, errMetaGone):
+		return st // deleted between LIST and GET: partial now.
+	case errors.Is(err, errMetaCorrupt):
+		st.corrupt = err
 		return st
-	}
-	if m.ULID != id {
-		st.err = fmt.Errorf("block %s: meta.json names block %s", id, m.ULID)
+	case err != nil:
+		st.failed = err
 		return st
 	}
 	l.mu.Lock()
@@ -173,4 +215,35 @@ func (l *Lister) inspect(ctx context.Context, id ulid.ULID) blockState {
 	l.mu.Unlock()
 	st.meta = m
 	return st
+}
+
+var (
+	errMetaGone    = errors.New("meta.json not found")
+	errMetaCorrupt = errors.New("corrupt meta.json")
+)
+
+// readMeta tells a bucket failure (retry) from a meta.json that is there
+// but unusable (corrupt).
+func (l *Lister) readMeta(ctx context.Context, id ulid.ULID) (*Meta, error) {
+	name := id.String() + "/" + MetaFilename
+	r, err := l.bkt.ReaderWithExpectedErrs(l.bkt.IsObjNotFoundErr).Get(ctx, name)
+	if err != nil {
+		if l.bkt.IsObjNotFoundErr(err) {
+			return nil, errMetaGone
+		}
+		return nil, fmt.Errorf("get %s: %w", name, err)
+	}
+	defer r.Close()
+	raw, err := io.ReadAll(r)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", name, err)
+	}
+	m, err := DecodeMeta(bytes.NewReader(raw))
+	if err != nil {
+		return nil, fmt.Errorf("block %s: %w: %w", id, errMetaCorrupt, err)
+	}
+	if m.ULID != id {
+		return nil, fmt.Errorf("block %s: %w: it names block %s", id, errMetaCorrupt, m.ULID)
+	}
+	return m, nil
 }

@@ -28,6 +28,10 @@ var ErrMarkerNotFound = errors.New("marker not found")
 // example one whose upload was cut off.
 var ErrUnmarshalMarker = errors.New("unmarshal marker JSON")
 
+// errMarkerVersion is returned for a marker of a version this code does not
+// know.
+var errMarkerVersion = errors.New("unexpected marker version")
+
 // NoCompactReason says why a block must not be compacted.
 type NoCompactReason string
 
@@ -57,13 +61,19 @@ type NoCompactMark struct {
 	Reason        NoCompactReason `json:"reason"`
 }
 
+// NoDownsampleReason says why a block must not be downsampled.
+type NoDownsampleReason string
+
+// ManualNoDownsampleReason is the only reason Thanos writes.
+const ManualNoDownsampleReason NoDownsampleReason = "manual"
+
 // NoDownsampleMark excludes a block from downsampling.
 type NoDownsampleMark struct {
-	ID               ulid.ULID `json:"id"`
-	Version          int       `json:"version"`
-	Details          string    `json:"details,omitempty"`
-	NoDownsampleTime int64     `json:"no_downsample_time"` // Unix seconds.
-	Reason           string    `json:"reason"`
+	ID               ulid.ULID          `json:"id"`
+	Version          int                `json:"version"`
+	Details          string             `json:"details,omitempty"`
+	NoDownsampleTime int64              `json:"no_downsample_time"` // Unix seconds.
+	Reason           NoDownsampleReason `json:"reason"`
 }
 
 // marker is implemented by the marker types.
@@ -85,6 +95,10 @@ func (m NoDownsampleMark) markerVersion() int { return m.Version }
 func ReadMarker[M marker](ctx context.Context, bkt objstore.BucketReader, id ulid.ULID) (*M, error) {
 	var m M
 	name := id.String() + "/" + m.filename()
+	if ib, ok := bkt.(objstore.InstrumentedBucketReader); ok {
+		// A missing marker is the normal case, not a failed operation.
+		bkt = ib.ReaderWithExpectedErrs(ib.IsObjNotFoundErr)
+	}
 	r, err := bkt.Get(ctx, name)
 	if err != nil {
 		if bkt.IsObjNotFoundErr(err) {
@@ -97,7 +111,7 @@ func ReadMarker[M marker](ctx context.Context, bkt objstore.BucketReader, id uli
 		return nil, fmt.Errorf("%s: %w: %v", name, ErrUnmarshalMarker, err)
 	}
 	if v := m.markerVersion(); v != markerVersion1 {
-		return nil, fmt.Errorf("%s: unexpected marker version %d, want %d", name, v, markerVersion1)
+		return nil, fmt.Errorf("%s: %w %d, want %d", name, errMarkerVersion, v, markerVersion1)
 	}
 	return &m, nil
 }
@@ -114,7 +128,7 @@ func writeMarker(ctx context.Context, logger *slog.Logger, bkt objstore.Bucket, 
 		logger.Debug("block already marked", "block", id, "marker", m.filename())
 		return false, nil
 	}
-	b, err := json.MarshalIndent(m, "", "\t")
+	b, err := json.Marshal(m)
 	if err != nil {
 		return false, fmt.Errorf("encode %s: %w", name, err)
 	}
@@ -145,6 +159,18 @@ func MarkForNoCompaction(ctx context.Context, logger *slog.Logger, bkt objstore.
 	}
 	if ok {
 		logger.Info("block marked for no compaction", "block", id, "reason", reason, "details", details)
+	}
+	return ok, nil
+}
+
+// MarkForNoDownsample writes no-downsample-mark.json for block id if absent.
+func MarkForNoDownsample(ctx context.Context, logger *slog.Logger, bkt objstore.Bucket, id ulid.ULID, reason NoDownsampleReason, details string) (bool, error) {
+	ok, err := writeMarker(ctx, logger, bkt, id, NoDownsampleMark{ID: id, Version: markerVersion1, Details: details, NoDownsampleTime: time.Now().Unix(), Reason: reason})
+	if err != nil {
+		return false, fmt.Errorf("mark block %s for no downsampling: %w", id, err)
+	}
+	if ok {
+		logger.Info("block marked for no downsampling", "block", id, "reason", reason, "details", details)
 	}
 	return ok, nil
 }

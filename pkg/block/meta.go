@@ -68,10 +68,12 @@ type Thanos struct {
 	SegmentFiles []string          `json:"segment_files,omitempty"`
 	Files        []File            `json:"files,omitempty"`
 	// Rewrites are kept verbatim: Strata does not rewrite blocks.
-	Rewrites   []json.RawMessage `json:"rewrites,omitempty"`
-	IndexStats IndexStats        `json:"index_stats,omitzero"`
-	Extensions any               `json:"extensions,omitempty"`
-	UploadTime time.Time         `json:"upload_time,omitzero"`
+	Rewrites []json.RawMessage `json:"rewrites,omitempty"`
+	// IndexStats and UploadTime are always written, zero or not, because
+	// Thanos writes them so (omitempty has no effect on its structs).
+	IndexStats IndexStats `json:"index_stats"`
+	Extensions any        `json:"extensions,omitempty"`
+	UploadTime time.Time  `json:"upload_time"`
 
 	unknown map[string]json.RawMessage
 }
@@ -90,8 +92,8 @@ type File struct {
 
 // ObjectHash is an optional content hash of a File.
 type ObjectHash struct {
-	Func  string `json:"hashFunc"`
-	Value string `json:"value"`
+	Func  HashFunc `json:"hashFunc"`
+	Value string   `json:"value"`
 }
 
 // IndexStats help readers size their ranged reads of the index.
@@ -127,9 +129,7 @@ func (m *Meta) UnmarshalJSON(b []byte) error {
 	if err != nil {
 		return err
 	}
-	thanos := a.Thanos
 	*m = Meta(a)
-	m.Thanos = thanos
 	m.unknown = unknown
 	return nil
 }
@@ -270,6 +270,15 @@ func (m *Meta) WriteMeta(dir string) error {
 	}
 	if err := os.Rename(tmp, path); err != nil {
 		return fmt.Errorf("rename %s: %w", tmp, err)
+	}
+	// Sync the directory too, or a crash could forget the rename.
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("open %s to sync: %w", dir, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("sync %s: %w", dir, err)
 	}
 	return nil
 }
