@@ -1,0 +1,257 @@
+package dedup
+
+import (
+	"math"
+
+	"github.com/prometheus/prometheus/model/histogram"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/storage"
+	"github.com/prometheus/prometheus/tsdb/chunkenc"
+)
+
+// initialPenalty (ms) stands in for the scrape interval until two samples
+// have been seen. Thanos uses the same value.
+const initialPenalty = 5000
+
+// MergeFunc returns a storage.VerticalSeriesMergeFunc that deduplicates
+// series with equal labels. counter turns on the counter adjustment; the
+// querier sets it for rate, increase, irate and resets, whose results a fake
+// counter drop would distort.
+func MergeFunc(counter bool) storage.VerticalSeriesMergeFunc {
+	return func(series ...storage.Series) storage.Series {
+		if len(series) == 1 {
+			return series[0]
+		}
+		return &dedupSeries{lset: series[0].Labels(), replicas: series, counter: counter}
+	}
+}
+
+type dedupSeries struct {
+	lset     labels.Labels
+	replicas []storage.Series
+	counter  bool
+}
+
+func (s *dedupSeries) Labels() labels.Labels { return s.lset }
+
+func (s *dedupSeries) Iterator(it chunkenc.Iterator) chunkenc.Iterator {
+	d, ok := it.(*Iterator)
+	if !ok || len(d.reps) != len(s.replicas) {
+		d = &Iterator{reps: make([]replica, len(s.replicas))}
+	}
+	its := make([]chunkenc.Iterator, len(s.replicas))
+	for i, r := range s.replicas {
+		its[i] = r.Iterator(d.reps[i].it)
+	}
+	d.reset(its, s.counter)
+	return d
+}
+
+// replica is the state of one replica's iterator.
+type replica struct {
+	it      chunkenc.Iterator
+	vt      chunkenc.ValueType // type of the current sample; ValNone when exhausted
+	t       int64
+	f       float64 // current float value
+	prevF   float64 // the float value before the current one
+	hasPrev bool
+	started bool
+}
+
+func (r *replica) next() {
+	if r.vt == chunkenc.ValFloat {
+		r.prevF, r.hasPrev = r.f, true
+	} else {
+		r.hasPrev = false
+	}
+	r.vt = r.it.Next()
+	r.started = true
+	r.load()
+}
+
+func (r *replica) load() {
+	switch r.vt {
+	case chunkenc.ValNone:
+	case chunkenc.ValFloat:
+		r.t, r.f = r.it.At()
+	default:
+		r.t = r.it.AtT()
+	}
+}
+
+// advanceTo moves r to its first sample at or after minT.
+func (r *replica) advanceTo(minT int64) {
+	if !r.started {
+		r.next()
+	}
+	for r.vt != chunkenc.ValNone && r.t < minT {
+		r.next()
+	}
+}
+
+// Iterator is the penalty-based merge of replica iterators.
+type Iterator struct {
+	reps    []replica
+	cur     int // replica of the current sample, -1 before the first
+	lastT   int64
+	step    int64 // time between the last two output samples
+	counter bool
+	// offset is added to float values of the current replica so that a
+	// switch to a replica whose counter is a little behind does not look
+	// like a counter reset.
+	offset   float64
+	lastOut  float64
+	hasOut   bool
+	switched bool // the current sample is the first after a switch
+	done     bool
+}
+
+// NewIterator merges the given replica iterators.
+func NewIterator(counter bool, its ...chunkenc.Iterator) *Iterator {
+	d := &Iterator{reps: make([]replica, len(its))}
+	d.reset(its, counter)
+	return d
+}
+
+func (d *Iterator) reset(its []chunkenc.Iterator, counter bool) {
+	for i := range d.reps {
+		d.reps[i] = replica{it: its[i]}
+	}
+	d.cur, d.lastT, d.step, d.counter = -1, math.MinInt64, 0, counter
+	d.offset, d.lastOut, d.hasOut, d.switched, d.done = 0, 0, false, false, false
+}
+
+// Next moves to the next deduplicated sample.
+//
+// The current replica is kept while its next sample comes within the
+// penalty (twice the last step) of the last one. Otherwise the earliest
+// sample of any replica is taken, skipping samples of the other replicas
+// within half a step of the last output: those are the same scrape seen by
+// another replica a few milliseconds later. Unlike Thanos, which skips a
+// whole penalty on the other replicas, this fills a gap from the first
+// scrape the other replica has after it.
+func (d *Iterator) Next() chunkenc.ValueType {
+	if d.done {
+		return chunkenc.ValNone
+	}
+	half, penalty := int64(initialPenalty), int64(initialPenalty)
+	if d.step > 0 {
+		half, penalty = d.step/2, 2*d.step
+	}
+	pick := -1
+	for i := range d.reps {
+		r := &d.reps[i]
+		switch {
+		case d.lastT == math.MinInt64:
+			r.advanceTo(math.MinInt64)
+		case i == d.cur:
+			r.advanceTo(d.lastT + 1)
+		default:
+			r.advanceTo(d.lastT + 1 + half)
+		}
+		if r.vt == chunkenc.ValNone {
+			continue
+		}
+		// The earliest sample wins; on a tie stay on the current replica.
+		if pick < 0 || r.t < d.reps[pick].t || (r.t == d.reps[pick].t && i == d.cur) {
+			pick = i
+		}
+	}
+	if pick < 0 {
+		d.done = true
+		return chunkenc.ValNone
+	}
+	if d.cur >= 0 && d.reps[d.cur].vt != chunkenc.ValNone && d.reps[d.cur].t <= d.lastT+penalty {
+		pick = d.cur
+	}
+	p := &d.reps[pick]
+	d.switched = d.cur >= 0 && pick != d.cur
+	if p.vt == chunkenc.ValFloat && d.counter {
+		d.adjustCounter(p)
+	}
+	if d.lastT != math.MinInt64 {
+		d.step = p.t - d.lastT
+	}
+	d.cur, d.lastT = pick, p.t
+	if p.vt == chunkenc.ValFloat {
+		d.lastOut, d.hasOut = p.f+d.offset, true
+	} else {
+		d.hasOut = false
+	}
+	return p.vt
+}
+
+// adjustCounter keeps the output counter from dropping at a replica switch
+// unless the replica switched to really reset.
+func (d *Iterator) adjustCounter(p *replica) {
+	realReset := p.hasPrev && p.f < p.prevF
+	switch {
+	case realReset:
+		// A reset in the replica itself: pass it through so rate() counts
+		// it exactly as Prometheus over that replica does.
+		d.offset = 0
+	case d.switched && d.hasOut && p.f+d.offset < d.lastOut:
+		// The new replica is a little behind: hold the counter level
+		// rather than show a drop PromQL would read as a reset.
+		d.offset = d.lastOut - p.f
+	case d.switched:
+		d.offset = 0
+	}
+}
+
+// Seek moves to the first sample at or after t. It walks with Next rather
+// than seeking the replicas, so that gaps are noticed as they would be by
+// iterating.
+func (d *Iterator) Seek(t int64) chunkenc.ValueType {
+	if d.cur >= 0 && !d.done && d.reps[d.cur].t >= t {
+		return d.reps[d.cur].vt
+	}
+	for {
+		vt := d.Next()
+		if vt == chunkenc.ValNone || d.reps[d.cur].t >= t {
+			return vt
+		}
+	}
+}
+
+// At returns the current float sample.
+func (d *Iterator) At() (int64, float64) {
+	r := &d.reps[d.cur]
+	return r.t, r.f + d.offset
+}
+
+// AtHistogram returns the current histogram sample. After a replica switch
+// the counter reset hint is cleared: the chunk's hint was about the other
+// replica's previous sample.
+func (d *Iterator) AtHistogram(h *histogram.Histogram) (int64, *histogram.Histogram) {
+	t, h := d.reps[d.cur].it.AtHistogram(h)
+	if d.switched && h.CounterResetHint == histogram.NotCounterReset {
+		h.CounterResetHint = histogram.UnknownCounterReset
+	}
+	return t, h
+}
+
+// AtFloatHistogram returns the current sample as a float histogram.
+func (d *Iterator) AtFloatHistogram(fh *histogram.FloatHistogram) (int64, *histogram.FloatHistogram) {
+	t, fh := d.reps[d.cur].it.AtFloatHistogram(fh)
+	if d.switched && fh.CounterResetHint == histogram.NotCounterReset {
+		fh.CounterResetHint = histogram.UnknownCounterReset
+	}
+	return t, fh
+}
+
+// AtT returns the current sample's timestamp.
+func (d *Iterator) AtT() int64 { return d.reps[d.cur].t }
+
+// AtST returns the current sample's start timestamp.
+func (d *Iterator) AtST() int64 { return d.reps[d.cur].it.AtST() }
+
+// Err returns the first error of any replica.
+func (d *Iterator) Err() error {
+	for i := range d.reps {
+		if err := d.reps[i].it.Err(); err != nil {
+			return err
+		}
+	}
+	return nil
+}

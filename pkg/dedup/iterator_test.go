@@ -1,0 +1,225 @@
+package dedup
+
+import (
+	"testing"
+
+	"github.com/prometheus/prometheus/model/histogram"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/storage"
+	"github.com/prometheus/prometheus/tsdb/chunkenc"
+	"github.com/prometheus/prometheus/tsdb/chunks"
+)
+
+type fs struct {
+	t int64
+	f float64
+}
+
+func (s fs) T() int64                      { return s.t }
+func (s fs) ST() int64                     { return 0 }
+func (s fs) F() float64                    { return s.f }
+func (s fs) H() *histogram.Histogram       { return nil }
+func (s fs) FH() *histogram.FloatHistogram { return nil }
+func (s fs) Type() chunkenc.ValueType      { return chunkenc.ValFloat }
+func (s fs) Copy() chunks.Sample           { return s }
+
+// scrapes returns samples every 15s from start to end (exclusive) shifted by
+// jitter ms, with values from val.
+func scrapes(start, end, jitter int64, val func(i int) float64) []fs {
+	var out []fs
+	for i, t := 0, start; t < end; i, t = i+1, t+15000 {
+		out = append(out, fs{t + jitter, val(i)})
+	}
+	return out
+}
+
+func series(samples []fs) storage.Series {
+	s := make([]chunks.Sample, len(samples))
+	for i := range samples {
+		s[i] = samples[i]
+	}
+	return storage.NewListSeries(labels.FromStrings("__name__", "m"), s)
+}
+
+func drain(t *testing.T, it chunkenc.Iterator) []fs {
+	t.Helper()
+	var out []fs
+	for vt := it.Next(); vt != chunkenc.ValNone; vt = it.Next() {
+		if vt != chunkenc.ValFloat {
+			t.Fatalf("unexpected value type %v", vt)
+		}
+		ts, v := it.At()
+		out = append(out, fs{ts, v})
+	}
+	if it.Err() != nil {
+		t.Fatal(it.Err())
+	}
+	return out
+}
+
+func merged(counter bool, reps ...[]fs) storage.Series {
+	ss := make([]storage.Series, len(reps))
+	for i, r := range reps {
+		ss[i] = series(r)
+	}
+	return MergeFunc(counter)(ss...)
+}
+
+func equal(a, b []fs) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func without(s []fs, from, to int64) []fs {
+	var out []fs
+	for _, x := range s {
+		if x.t < from || x.t >= to {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+func TestDedup(t *testing.T) {
+	count := func(i int) float64 { return float64(10 * i) }
+	a := scrapes(0, 600_000, 0, count)
+	b := scrapes(0, 600_000, 3, func(i int) float64 { return float64(10*i) - 1 }) // 3ms later, a bit behind
+	gapA := without(a, 150_000, 300_000)
+
+	for _, tc := range []struct {
+		name    string
+		counter bool
+		reps    [][]fs
+		check   func(t *testing.T, out []fs)
+	}{
+		{"identical replicas give one replica", false, [][]fs{a, a}, func(t *testing.T, out []fs) {
+			if !equal(out, a) {
+				t.Fatalf("got %v", out)
+			}
+		}},
+		{"jittered replica: stay on the first", false, [][]fs{a, b}, func(t *testing.T, out []fs) {
+			if !equal(out, a) {
+				t.Fatalf("got %v", out)
+			}
+		}},
+		{"order of replicas does not matter", false, [][]fs{b, a}, func(t *testing.T, out []fs) {
+			if !equal(out, a) {
+				t.Fatalf("got %v", out)
+			}
+		}},
+		{"gap in a filled from b, then stay on b", false, [][]fs{gapA, b}, func(t *testing.T, out []fs) {
+			// Until the gap: a. From the gap on: b, exactly.
+			want := append(without(a, 150_000, 1<<62), without(b, 0, 150_000)...)
+			if !equal(out, want) {
+				t.Fatalf("got  %v\nwant %v", out, want)
+			}
+		}},
+		{"counter: switch to a replica behind shows no drop", true, [][]fs{gapA, b}, func(t *testing.T, out []fs) {
+			for i := 1; i < len(out); i++ {
+				if out[i].f < out[i-1].f {
+					t.Fatalf("counter dropped at %d: %v -> %v", out[i].t, out[i-1].f, out[i].f)
+				}
+			}
+			if len(out) != 10+30 {
+				t.Fatalf("%d samples", len(out))
+			}
+		}},
+		{"counter: a real reset in the replica passes through", true, [][]fs{
+			without(a, 150_000, 1<<62),
+			scrapes(0, 600_000, 3, func(i int) float64 {
+				if i >= 20 {
+					return float64(i - 20) // reset at 300s
+				}
+				return float64(10*i) - 1
+			}),
+		}, func(t *testing.T, out []fs) {
+			drops := 0
+			for i := 1; i < len(out); i++ {
+				if out[i].f < out[i-1].f {
+					drops++
+					if out[i].t != 300_003 || out[i].f != 0 {
+						t.Fatalf("unexpected drop at %d to %v", out[i].t, out[i].f)
+					}
+				}
+			}
+			if drops != 1 {
+				t.Fatalf("want the one real reset, got %d drops: %v", drops, out)
+			}
+		}},
+		{"three replicas, two with gaps", false, [][]fs{gapA, without(b, 100_000, 400_000), scrapes(0, 600_000, 5, count)}, func(t *testing.T, out []fs) {
+			for i := 1; i < len(out); i++ {
+				if d := out[i].t - out[i-1].t; d > 30_000 {
+					t.Fatalf("gap of %dms left at %d", d, out[i].t)
+				}
+			}
+			if out[len(out)-1].t < 585_000 {
+				t.Fatalf("ends early at %d", out[len(out)-1].t)
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.check(t, drain(t, merged(tc.counter, tc.reps...).Iterator(nil)))
+		})
+	}
+}
+
+// TestSeekMatchesNext checks that Seek lands where iterating with Next does.
+func TestSeekMatchesNext(t *testing.T) {
+	a := without(scrapes(0, 600_000, 0, func(i int) float64 { return float64(i) }), 150_000, 300_000)
+	b := scrapes(0, 600_000, 3, func(i int) float64 { return float64(i) + 0.5 })
+	s := merged(false, a, b)
+	all := drain(t, s.Iterator(nil))
+	for _, target := range []int64{-5, 0, 1, 15_000, 150_000, 200_000, 299_999, 450_003, 599_000, 700_000} {
+		it := s.Iterator(nil)
+		vt := it.Seek(target)
+		var want *fs
+		for i := range all {
+			if all[i].t >= target {
+				want = &all[i]
+				break
+			}
+		}
+		if want == nil {
+			if vt != chunkenc.ValNone {
+				t.Fatalf("Seek(%d) found a sample past the end", target)
+			}
+			continue
+		}
+		ts, v := it.At()
+		if vt != chunkenc.ValFloat || ts != want.t || v != want.f {
+			t.Fatalf("Seek(%d) = %d %v, want %d %v", target, ts, v, want.t, want.f)
+		}
+		// Seeking backwards stays put.
+		if it.Seek(target-100_000) != chunkenc.ValFloat || it.AtT() != ts {
+			t.Fatalf("Seek backwards moved the iterator")
+		}
+	}
+}
+
+func BenchmarkDedupIterator(b *testing.B) {
+	const n = 1_000_000
+	ra := scrapes(0, n*15000, 0, func(i int) float64 { return float64(i) })
+	rb := scrapes(0, n*15000, 3, func(i int) float64 { return float64(i) })
+	s := merged(true, ra, rb)
+	var it chunkenc.Iterator
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		it = s.Iterator(it)
+		c := 0
+		for it.Next() != chunkenc.ValNone {
+			c++
+		}
+		if c != n {
+			b.Fatalf("%d samples", c)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/sample")
+}
