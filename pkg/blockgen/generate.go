@@ -63,12 +63,16 @@ func generate(ctx context.Context, cfg Config, dirFor func(replica int) string, 
 		mu  sync.Mutex
 		out []BlockInfo
 	)
+	specs := plan(&cfg)
+	// Spare cores encode chunks within a block when there are fewer blocks
+	// than cores, as when writing a million series into one block.
+	workers := max(1, cfg.Concurrency/min(cfg.Concurrency, len(specs)))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(cfg.Concurrency)
-	for _, spec := range plan(&cfg) {
+	for _, spec := range specs {
 		g.Go(func() error {
 			dir := dirFor(spec.replica)
-			pm, err := writeBlock(gctx, &cfg, defs, symbols, spec, dir)
+			pm, err := writeBlock(gctx, &cfg, defs, symbols, spec, dir, workers)
 			if err != nil {
 				return fmt.Errorf("blockgen: write block %d-%d of replica %d: %w", spec.min, spec.max, spec.replica, err)
 			}
