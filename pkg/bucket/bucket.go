@@ -35,13 +35,15 @@ func RegisterFlags(app flagGroup, c *Config) {
 		PlaceHolder("<content>").StringVar(&c.Content)
 }
 
-// Empty tells whether no bucket is configured.
+// Empty tells whether no bucket is configured, which some components (the
+// sidecar) accept.
 func (c Config) Empty() bool { return c.File == "" && strings.TrimSpace(c.Content) == "" }
 
-// Load returns the YAML configuration.
+// Load returns the YAML configuration from exactly one of the two flags.
 func (c Config) Load() ([]byte, error) {
+	hasContent := strings.TrimSpace(c.Content) != ""
 	switch {
-	case c.File != "" && c.Content != "":
+	case c.File != "" && hasContent:
 		return nil, errors.New("give either --objstore.config-file or --objstore.config, not both")
 	case c.File != "":
 		b, err := os.ReadFile(c.File)
@@ -52,20 +54,26 @@ func (c Config) Load() ([]byte, error) {
 			return nil, fmt.Errorf("--objstore.config-file %s is empty", c.File)
 		}
 		return b, nil
-	case c.Content != "":
+	case hasContent:
 		return []byte(c.Content), nil
 	}
 	return nil, errors.New("no object storage configured: set --objstore.config-file or --objstore.config")
 }
 
-// New returns the configured bucket, wrapped with objstore's metrics
-// (objstore_bucket_operations_total and friends, labelled bucket=component).
+// New returns the configured bucket, wrapped with objstore's metrics under
+// the names Thanos registers them (thanos_objstore_bucket_operations_total
+// and friends, labelled bucket=<bucket name>), so Thanos' dashboards and
+// alerts keep working. component goes into the client's user agent. ctx is
+// unused for now: the providers connect lazily.
 func New(ctx context.Context, logger *slog.Logger, reg prometheus.Registerer, confYAML []byte, component string) (objstore.InstrumentedBucket, error) {
 	bkt, err := client.NewBucket(goKitLogger(logger), confYAML, component, nil)
 	if err != nil {
+		// objstore's messages name the part that is wrong (YAML, type,
+		// provider settings); the YAML itself may hold secrets, so it is
+		// not repeated.
 		return nil, fmt.Errorf("create object storage bucket: %w", err)
 	}
-	return objstore.WrapWithMetrics(bkt, reg, component), nil
+	return objstore.WrapWithMetrics(bkt, prometheus.WrapRegistererWithPrefix("thanos_", reg), bkt.Name()), nil
 }
 
 // NewFromConfig loads c and returns the bucket.
