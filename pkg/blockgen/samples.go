@@ -2,6 +2,7 @@ package blockgen
 
 import (
 	"fmt"
+	"math"
 
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
@@ -22,10 +23,33 @@ type sampleGen struct {
 	d          *seriesDef
 	k          int64 // next nominal scrape
 	mint, maxt int64
+	phase      int64 // the target's scrape phase
+	jitterSpan uint64
+
+	// The buckets of a classic histogram are adjacent in label order and
+	// share one counter: the first bucket's counter values are kept and
+	// replayed for the rest, which halves the cost of histogram data.
+	shared       sharedCounter
+	sharedFilled bool // shared holds this series' counter values
+	n            int  // samples yielded so far
 
 	t int64
 	v float64
 	h histogram.Histogram
+}
+
+// sharedCounter holds the counter values one replica's scrapes of one
+// histogram gave in a time range.
+type sharedCounter struct {
+	key    sharedKey
+	values []float64
+	ok     bool // values are complete
+}
+
+type sharedKey struct {
+	noiseSeed  uint64 // identifies the histogram's params
+	replica    int
+	mint, maxt int64
 }
 
 // reset points g at the start of series d of replica in [mint, maxt).
@@ -33,6 +57,17 @@ func (g *sampleGen) reset(cfg *Config, d *seriesDef, replica int, mint, maxt int
 	g.seed, g.iv, g.replica, g.d = uint64(cfg.Seed), cfg.ScrapeInterval.Milliseconds(), replica, d
 	g.mint, g.maxt = mint, maxt
 	g.k = g.firstScrapeAtOrAfter(mint)
+	g.phase, g.jitterSpan = scrapePhase(g.seed, g.iv, d.target)
+	g.n = 0
+	g.sharedFilled = false
+	if d.kind == kindBucket {
+		key := sharedKey{noiseSeed: d.p.noiseSeed, replica: replica, mint: mint, maxt: maxt}
+		if g.shared.ok && g.shared.key == key {
+			g.sharedFilled = true
+		} else {
+			g.shared = sharedCounter{key: key, values: g.shared.values[:0]}
+		}
+	}
 }
 
 // firstScrapeAtOrAfter is a nominal scrape at or before the first one whose
@@ -46,8 +81,11 @@ func (g *sampleGen) firstScrapeAtOrAfter(t int64) int64 {
 func (g *sampleGen) next() bool {
 	for {
 		k := g.k
-		t := scrapeTime(g.seed, g.iv, g.d.target, g.replica, k)
+		t := k*g.iv + g.phase + scrapeJitter(g.seed, g.jitterSpan, g.d.target, g.replica, k)
 		if t >= g.maxt {
+			if g.d.kind == kindBucket {
+				g.shared.ok = true
+			}
 			return false
 		}
 		g.k++
@@ -58,11 +96,22 @@ func (g *sampleGen) next() bool {
 		// Values are functions of continuous time, so replicas scraping a
 		// few milliseconds apart see slightly different values.
 		x := float64(t) / float64(g.iv)
-		if g.d.kind == kindNative {
+		switch g.d.kind {
+		case kindNative:
 			g.d.histogramAt(x, &g.h)
-		} else {
+		case kindBucket:
+			var c float64
+			if g.sharedFilled {
+				c = g.shared.values[g.n]
+			} else {
+				c = g.d.p.counterAt(x)
+				g.shared.values = append(g.shared.values, c)
+			}
+			g.v = math.Floor(c * g.d.cdf)
+		default:
 			g.v = g.d.floatAt(x, k)
 		}
+		g.n++
 		return true
 	}
 }

@@ -35,6 +35,7 @@ type params struct {
 	rate       float64 // counter increase per scrape (in units)
 	omega      float64 // angular frequency of the wobble, per scrape
 	phase      float64
+	cosPhase   float64 // cos(phase), constant per series
 	resetEvery float64 // scrapes between counter resets
 	resetPhase float64
 	base, amp  float64 // gauges
@@ -43,10 +44,12 @@ type params struct {
 
 func newParams(h uint64) params {
 	u := func(i uint64) float64 { return float64(splitmix(h+i)>>11) / (1 << 53) }
+	phase := 2 * math.Pi * u(3)
 	return params{
 		rate:       1 + 40*u(1),
 		omega:      2 * math.Pi / (120 + 2000*u(2)),
-		phase:      2 * math.Pi * u(3),
+		phase:      phase,
+		cosPhase:   math.Cos(phase),
 		resetEvery: 3000 + 20000*u(4), // about 12h to 4 days at 15s
 		resetPhase: 23000 * u(5),
 		base:       0.2 + 0.6*u(6),
@@ -63,7 +66,7 @@ func (p *params) counterAt(x float64) float64 {
 	start := math.Floor((x+p.resetPhase)/p.resetEvery)*p.resetEvery - p.resetPhase
 	xr := x - start
 	w := p.rate / p.omega
-	return math.Floor(p.rate*xr + 0.5*w*(math.Cos(p.phase)-math.Cos(p.omega*xr+p.phase)) + w)
+	return math.Floor(p.rate*xr + 0.5*w*(p.cosPhase-math.Cos(p.omega*xr+p.phase)) + w)
 }
 
 // gaugeAt is a gauge between 0 and 1 at scrape position x, with a little

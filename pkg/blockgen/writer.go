@@ -37,15 +37,16 @@ func blockULID(seed int64, replica int, start int64) ulid.ULID {
 // nominal scrape time.
 const maxJitterMs = 4
 
-// scrapeTime is when replica scraped target at nominal scrape k: every
-// target has its own phase within the interval, as Prometheus spreads
-// scrapes, and each scrape of each replica lands a few ms late.
-func scrapeTime(seed uint64, iv int64, target, replica int, k int64) int64 {
-	phase := int64(splitmix(seed^uint64(target)<<1) % uint64(iv))
+// scrapePhase is target's offset within the scrape interval and the number
+// of jitter values its scrapes can take.
+func scrapePhase(seed uint64, iv int64, target int) (phase int64, jitterSpan uint64) {
+	phase = int64(splitmix(seed^uint64(target)<<1) % uint64(iv))
 	// Less jitter than half an interval keeps timestamps increasing.
-	span := min(maxJitterMs, iv/2) + 1
-	jitter := int64(splitmix(seed^uint64(target)<<20^uint64(replica)<<44^uint64(k)) % uint64(span))
-	return k*iv + phase + jitter
+	return phase, uint64(min(maxJitterMs, iv/2) + 1)
+}
+
+func scrapeJitter(seed, span uint64, target, replica int, k int64) int64 {
+	return int64(splitmix(seed^uint64(target)<<20^uint64(replica)<<44^uint64(k)) % span)
 }
 
 // writeBlock writes one block of the catalogue into dir/<ULID>, encoding
