@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
@@ -40,7 +39,7 @@ func main() {
 	bucket.RegisterFlags(app, &bktCfg)
 	app.Flag("targets", "Number of scraped hosts; each has about 47 series (49 with native histograms).").Default("100").IntVar(&cfg.Targets)
 	app.Flag("start", "Start of the data, RFC3339 (default: --end minus --duration).").StringVar(&start)
-	app.Flag("end", "End of the data, RFC3339 (default: now, rounded down to the block duration).").StringVar(&end)
+	app.Flag("end", "End of the data (exclusive), RFC3339 (default: now).").StringVar(&end)
 	app.Flag("duration", "Length of the data when --start is not given.").Default("24h").DurationVar(&duration)
 	app.Flag("scrape-interval", "Scrape interval of the simulated Prometheus.").Default("15s").DurationVar(&cfg.ScrapeInterval)
 	app.Flag("block-duration", "Range of each block; blocks are aligned to multiples of it.").Default("2h").DurationVar(&cfg.BlockDuration)
@@ -63,7 +62,7 @@ func run(logger *slog.Logger, cfg blockgen.Config, outDir string, bktCfg bucket.
 	if (outDir == "") == bktCfg.Empty() {
 		return fmt.Errorf("give exactly one of --output.dir or --objstore.config-file/--objstore.config")
 	}
-	endT := time.Now().Truncate(cfg.BlockDuration)
+	endT := time.Now().Truncate(time.Second)
 	if end != "" {
 		t, err := time.Parse(time.RFC3339, end)
 		if err != nil {
@@ -110,13 +109,13 @@ func run(logger *slog.Logger, cfg blockgen.Config, outDir string, bktCfg bucket.
 		return err
 	}
 	took := time.Since(began)
-	samples := blockgen.Samples(blocks)
-	var ids []string
 	for _, b := range blocks {
-		ids = append(ids, b.Meta.ULID.String())
+		fmt.Printf("%s\t%s=%s\t%s\t%s\tseries=%d\tsamples=%d\t%s\n", b.Meta.ULID, cfg.ReplicaLabel, b.Meta.Thanos.Labels[cfg.ReplicaLabel],
+			time.UnixMilli(b.Meta.MinTime).UTC().Format(time.RFC3339), time.UnixMilli(b.Meta.MaxTime).UTC().Format(time.RFC3339),
+			b.Meta.Stats.NumSeries, b.Meta.Stats.NumSamples, b.Dir)
 	}
-	logger.Info("wrote blocks", "to", where, "blocks", len(blocks), "series_per_replica", cfg.SeriesCount(),
+	samples := blockgen.Samples(blocks)
+	logger.Info("wrote blocks", "to", where, "blocks", len(blocks), "replicas", max(cfg.Replicas, 1), "series_per_replica", cfg.SeriesCount(),
 		"samples", samples, "took", took.Round(time.Millisecond), "samples_per_second", int64(float64(samples)/took.Seconds()))
-	fmt.Println(strings.Join(ids, "\n"))
 	return nil
 }

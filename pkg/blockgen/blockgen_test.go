@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/tsdb"
 	"github.com/prometheus/prometheus/tsdb/chunkenc"
@@ -54,12 +55,16 @@ func readBlock(t *testing.T, dir string) map[string][]point {
 	}
 	defer q.Close()
 	out := map[string][]point{}
+	maxSamples := 0
 	ss := q.Select(context.Background(), true, nil, labels.MustNewMatcher(labels.MatchRegexp, "__name__", ".+"))
 	var it chunkenc.Iterator
 	for ss.Next() {
 		s := ss.At()
 		it = s.Iterator(it)
-		var pts []point
+		var (
+			pts   []point
+			prevH *histogram.Histogram
+		)
 		for vt := it.Next(); vt != chunkenc.ValNone; vt = it.Next() {
 			switch vt {
 			case chunkenc.ValFloat:
@@ -70,6 +75,12 @@ func readBlock(t *testing.T, dir string) map[string][]point {
 				if err := h.Validate(); err != nil {
 					t.Fatalf("%s at %d: invalid histogram: %v", s.Labels(), ts, err)
 				}
+				// Buckets are counters: between real resets (the count
+				// drops to a fraction) none of them may decrease.
+				if prevH != nil && h.Count >= prevH.Count/2 && h.ToFloat(nil).DetectReset(prevH.ToFloat(nil)) {
+					t.Fatalf("%s at %d: a bucket decreased without a reset: %v -> %v", s.Labels(), ts, prevH, h)
+				}
+				prevH = h
 				pts = append(pts, point{ts, float64(h.Count)})
 			default:
 				t.Fatalf("unexpected value type %v", vt)
@@ -82,9 +93,16 @@ func readBlock(t *testing.T, dir string) map[string][]point {
 			t.Fatal(it.Err())
 		}
 		out[s.Labels().String()] = pts
+		maxSamples = max(maxSamples, len(pts))
 	}
 	if ss.Err() != nil {
 		t.Fatal(ss.Err())
+	}
+	// Chunks are cut every 120 samples, and at the rare counter reset of a
+	// native histogram; anything more means spurious cuts.
+	m := b.Meta()
+	if limit := m.Stats.NumSeries * uint64((maxSamples+119)/120+1); m.Stats.NumChunks > limit {
+		t.Fatalf("block %s: %d chunks for %d series of at most %d samples", m.ULID, m.Stats.NumChunks, m.Stats.NumSeries, maxSamples)
 	}
 	return out
 }

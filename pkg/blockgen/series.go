@@ -24,10 +24,11 @@ const (
 type seriesDef struct {
 	lset   labels.Labels
 	kind   kind
-	target int     // scrape target: sets the scrape phase
-	p      params  // value function parameters (shared by a histogram's series)
-	scale  float64 // counters and gauges: unit multiplier
-	cdf    float64 // buckets: share of observations at or below le
+	target int                     // scrape target: sets the scrape phase
+	p      params                  // value function parameters (shared by a histogram's series)
+	scale  float64                 // counters and gauges: unit multiplier
+	cdf    float64                 // buckets: share of observations at or below le
+	shares *[nativeBuckets]float64 // native histograms: share per bucket
 }
 
 // params of a value function, derived from a hash so they are deterministic.
@@ -163,7 +164,7 @@ func catalog(cfg *Config) []seriesDef {
 			add(seriesDef{kind: kindHistCount, target: t, p: hp, lset: labels.FromStrings(
 				"__name__", "http_request_duration_seconds_count", "handler", handler, "instance", api, "job", "api")})
 			if cfg.NativeHistograms {
-				add(seriesDef{kind: kindNative, target: t, p: hp, scale: median, lset: labels.FromStrings(
+				add(seriesDef{kind: kindNative, target: t, p: hp, scale: median, shares: nativeShares(median), lset: labels.FromStrings(
 					"__name__", "http_request_duration_native_seconds", "handler", handler, "instance", api, "job", "api")})
 			}
 		}
@@ -208,7 +209,6 @@ func (d *seriesDef) histogramAt(x float64, h *histogram.Histogram) {
 	h.Schema = nativeSchema
 	h.ZeroThreshold = 2.938735877055719e-39 // 2^-128, client_golang's default
 	h.ZeroCount = 0
-	h.Count = uint64(count)
 	h.Sum = math.Round(count*d.scale*1.3*1e6) / 1e6
 	if len(h.PositiveSpans) != 1 {
 		h.PositiveSpans = []histogram.Span{{Offset: nativeOffset, Length: nativeBuckets}}
@@ -217,17 +217,33 @@ func (d *seriesDef) histogramAt(x float64, h *histogram.Histogram) {
 		h.PositiveBuckets = make([]int64, nativeBuckets)
 	}
 	h.PositiveBuckets = h.PositiveBuckets[:nativeBuckets]
-	// Bucket i holds (2^(offset+i-1), 2^(offset+i)]; counts from the CDF,
-	// the last bucket taking the rest so buckets add up to Count.
-	var prevCum, prevAbs int64
-	for i := 0; i < nativeBuckets; i++ {
-		cum := int64(count)
-		if i < nativeBuckets-1 {
-			cum = int64(math.Floor(count * bucketCDF(math.Ldexp(1, nativeOffset+i), d.scale)))
-		}
-		abs := cum - prevCum
-		h.PositiveBuckets[i] = abs - prevAbs // delta encoded
-		prevCum, prevAbs = cum, abs
+	// Every bucket is a counter of its own, its share of the requests
+	// rounded down, so no bucket ever decreases between resets (a decrease
+	// would read as a counter reset); Count is their total.
+	var total, prev int64
+	for i, share := range d.shares {
+		n := int64(count * share)
+		h.PositiveBuckets[i] = n - prev // delta encoded
+		prev = n
+		total += n
 	}
+	h.Count = uint64(total)
 	h.CounterResetHint = histogram.UnknownCounterReset
+}
+
+// nativeShares is the share of requests in each native histogram bucket,
+// bucket i holding (2^(offset+i-1), 2^(offset+i)] seconds and the last one
+// everything above too.
+func nativeShares(median float64) *[nativeBuckets]float64 {
+	var s [nativeBuckets]float64
+	prev := 0.0
+	for i := range s {
+		cdf := 1.0
+		if i < nativeBuckets-1 {
+			cdf = bucketCDF(math.Ldexp(1, nativeOffset+i), median)
+		}
+		s[i] = cdf - prev
+		prev = cdf
+	}
+	return &s
 }
