@@ -1,5 +1,7 @@
-// Package block owns TSDB blocks in the bucket, in the Thanos layout: the
-// meta.json with its thanos section, the deletion and no-compact marks, and
-// uploading (meta.json last), downloading, deleting (meta.json first) and
-// listing blocks, telling complete, partial and marked blocks apart.
+// Package block owns TSDB blocks in the bucket, in Thanos' layout and
+// formats: meta.json with its thanos section (meta.go), the deletion,
+// no-compact and no-downsample marks (markers.go), uploading with meta.json
+// last (upload.go), downloading (download.go), deleting with meta.json first
+// (delete.go), and listing a bucket's blocks as complete, partial, corrupt or
+// unreadable, with their marks (lister.go).
 package block

@@ -53,7 +53,13 @@ func blockID(dir string) ulid.ULID { return ulid.MustParse(filepath.Base(dir)) }
 
 func newBucket(t *testing.T) objstore.InstrumentedBucket {
 	t.Helper()
-	bkt, err := filesystem.NewBucket(t.TempDir())
+	return newBucketAt(t, t.TempDir())
+}
+
+// newBucketAt returns a FILESYSTEM bucket rooted at dir.
+func newBucketAt(t testing.TB, dir string) objstore.InstrumentedBucket {
+	t.Helper()
+	bkt, err := filesystem.NewBucket(dir)
 	if err != nil {
 		t.Fatal(err)
 	}

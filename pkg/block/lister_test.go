@@ -43,6 +43,9 @@ func TestListerClassifiesBlocks(t *testing.T) {
 		t.Fatal(err)
 	}
 	put(wrongID.String()+"/meta.json", other.String())
+	if _, err := ReadMetaFromBucket(ctx, bkt, wrongID); err == nil || !strings.Contains(err.Error(), "names block "+complete.String()) {
+		t.Fatalf("ReadMetaFromBucket accepted a meta.json of another block: %v", err)
+	}
 	if _, err := MarkForDeletion(ctx, logger, bkt, marked, "old"); err != nil {
 		t.Fatal(err)
 	}

@@ -283,17 +283,12 @@ func (m *Meta) WriteMeta(dir string) error {
 	return nil
 }
 
-// ReadMetaFromBucket reads the meta.json of block id from the bucket.
+// ReadMetaFromBucket reads the meta.json of block id from the bucket and
+// checks it describes that block.
 func ReadMetaFromBucket(ctx context.Context, bkt objstore.BucketReader, id ulid.ULID) (*Meta, error) {
-	name := id.String() + "/" + MetaFilename
-	r, err := bkt.Get(ctx, name)
+	_, m, err := getMeta(ctx, bkt, id)
 	if err != nil {
-		return nil, fmt.Errorf("get %s: %w", name, err)
-	}
-	defer r.Close()
-	m, err := DecodeMeta(r)
-	if err != nil {
-		return nil, fmt.Errorf("block %s: %w", id, err)
+		return nil, fmt.Errorf("read meta of block %s: %w", id, err)
 	}
 	return m, nil
 }
