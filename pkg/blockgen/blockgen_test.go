@@ -3,6 +3,7 @@ package blockgen
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io/fs"
 	"log/slog"
 	"math"
@@ -280,5 +281,52 @@ func TestWriteBucket(t *testing.T) {
 		if m == nil || m.Thanos.Labels["replica"] != bi.Meta.Thanos.Labels["replica"] || m.Thanos.Source != SourceBlockgen || len(m.Thanos.Files) != 3 {
 			t.Fatalf("block %s meta in bucket: %+v", bi.Meta.ULID, m)
 		}
+	}
+}
+
+// TestCountersResetTogether: a restart resets every counter of a target's
+// job at the same scrape, to zero, as a real process restart does.
+func TestCountersResetTogether(t *testing.T) {
+	cfg := testConfig()
+	cfg.MinTime = cfg.MaxTime - 4*24*time.Hour.Milliseconds()
+	ss := SeriesSet(cfg, 0, cfg.MinTime, cfg.MaxTime)
+	resets := map[string][]int64{} // instance -> reset times of its first counter
+	counters := 0
+	for ss.Next() {
+		s := ss.At()
+		name := s.Labels().Get("__name__")
+		if !strings.HasSuffix(name, "_total") && !strings.HasSuffix(name, "_count") && !strings.HasSuffix(name, "_bucket") {
+			continue
+		}
+		counters++
+		var got []int64
+		prev := math.Inf(-1)
+		it := s.Iterator(nil)
+		for it.Next() == chunkenc.ValFloat {
+			ts, v := it.At()
+			if v < prev {
+				if v > prev/100 {
+					t.Fatalf("%s at %d: reset to %v from %v, not to about zero", s.Labels(), ts, v, prev)
+				}
+				got = append(got, ts)
+			}
+			prev = v
+		}
+		inst := s.Labels().Get("instance")
+		want, seen := resets[inst]
+		if !seen {
+			resets[inst] = got
+			continue
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("%s resets at %v, other counters of %s at %v", s.Labels(), got, inst, want)
+		}
+	}
+	total := 0
+	for _, r := range resets {
+		total += len(r)
+	}
+	if counters < 100 || total == 0 || len(resets) != 2*cfg.Targets {
+		t.Fatalf("%d counters of %d instances, %d resets in 4 days", counters, len(resets), total)
 	}
 }

@@ -61,13 +61,13 @@ func newParams(h uint64) params {
 
 // counterAt is a counter in whole units at scrape position x (in scrapes
 // since the epoch, fractional for a replica's jitter). It increases by
-// between half and one and a half times rate per scrape and drops to near
-// zero at resets.
+// between half and one and a half times rate per scrape and drops to zero
+// at resets.
 func (p *params) counterAt(x float64) float64 {
 	start := math.Floor((x+p.resetPhase)/p.resetEvery)*p.resetEvery - p.resetPhase
 	xr := x - start
 	w := p.rate / p.omega
-	return math.Floor(p.rate*xr + 0.5*w*(p.cosPhase-math.Cos(p.omega*xr+p.phase)) + w)
+	return math.Floor(p.rate*xr + 0.5*w*(p.cosPhase-math.Cos(p.omega*xr+p.phase)))
 }
 
 // gaugeAt is a gauge between 0 and 1 at scrape position x, with a little
@@ -115,16 +115,25 @@ const (
 func catalog(cfg *Config) []seriesDef {
 	var defs []seriesDef
 	seed := uint64(cfg.Seed)
-	add := func(d seriesDef) { defs = append(defs, d) }
+	// Counters reset when their process restarts: all series of a target's
+	// job at once.
+	var restart params
+	add := func(d seriesDef) {
+		d.p.resetEvery, d.p.resetPhase = restart.resetEvery, restart.resetPhase
+		defs = append(defs, d)
+	}
 	for t := 0; t < cfg.Targets; t++ {
 		host := fmt.Sprintf("host-%05d", t)
 		node := host + ":9100"
 		th := splitmix(seed ^ hashString(node))
+		restart = newParams(th ^ 0x5eed)
 		for cpu := 0; cpu < 2; cpu++ {
+			busy := 0.5 + newParams(th+uint64(cpu*16+5)*97).base // 0.7 to 1.3
 			for mi, mode := range []string{"idle", "iowait", "system", "user"} {
 				p := newParams(th + uint64(cpu*16+mi)*97)
-				// Seconds per 15s scrape: idle gets most of it.
-				p.rate = []float64{1100, 20, 120, 250}[mi] * (0.8 + 0.4*p.base)
+				// Hundredths of a second per 15s scrape: the modes of a
+				// cpu add up to about 15s, idle getting most of it.
+				p.rate = []float64{1500 - 400*busy, 20 * busy, 120 * busy, 260 * busy}[mi]
 				add(seriesDef{kind: kindCounter, target: t, p: p, scale: 0.01, lset: labels.FromStrings(
 					"__name__", "node_cpu_seconds_total", "cpu", fmt.Sprint(cpu), "instance", node, "job", "node", "mode", mode)})
 			}
@@ -140,6 +149,7 @@ func catalog(cfg *Config) []seriesDef {
 
 		api := host + ":8080"
 		ah := splitmix(seed ^ hashString(api))
+		restart = newParams(ah ^ 0x5eed)
 		for hi, handler := range []string{"/api/v1/query", "/metrics"} {
 			for mi, method := range []string{"GET", "POST"} {
 				for ci, code := range []string{"200", "500"} {
