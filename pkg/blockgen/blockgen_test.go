@@ -3,6 +3,7 @@ package blockgen
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
@@ -328,5 +329,26 @@ func TestCountersResetTogether(t *testing.T) {
 	}
 	if counters < 100 || total == 0 || len(resets) != 2*cfg.Targets {
 		t.Fatalf("%d counters of %d instances, %d resets in 4 days", counters, len(resets), total)
+	}
+}
+
+// TestCancelLeavesNoBlocks: a cancelled run returns the context's error and
+// leaves no block directories, complete or half-written, behind.
+func TestCancelLeavesNoBlocks(t *testing.T) {
+	cfg := testConfig()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	dir := t.TempDir()
+	if _, err := WriteDir(ctx, cfg, dir); !errors.Is(err, context.Canceled) {
+		t.Fatalf("got %v, want context.Canceled", err)
+	}
+	for _, r := range []string{"a", "b"} {
+		entries, err := os.ReadDir(filepath.Join(dir, r))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(entries) != 0 {
+			t.Fatalf("replica %s dir holds %d entries after cancel, e.g. %s", r, len(entries), entries[0].Name())
+		}
 	}
 }

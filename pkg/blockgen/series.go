@@ -113,7 +113,7 @@ const (
 
 // catalog returns the sorted series of cfg's targets.
 func catalog(cfg *Config) []seriesDef {
-	var defs []seriesDef
+	defs := make([]seriesDef, 0, cfg.SeriesCount())
 	seed := uint64(cfg.Seed)
 	// Counters reset when their process restarts: all series of a target's
 	// job at once.
