@@ -2,6 +2,7 @@ package dedup
 
 import (
 	"math"
+	"sort"
 
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
@@ -22,8 +23,26 @@ func MergeFunc(counter bool) storage.VerticalSeriesMergeFunc {
 		if len(series) == 1 {
 			return series[0]
 		}
+		// Order the replicas so the same one is preferred for every series
+		// of a query: then an aggregation over many series equals the same
+		// aggregation over that one replica.
+		sort.SliceStable(series, func(i, j int) bool { return rankOf(series[i]) < rankOf(series[j]) })
 		return &dedupSeries{lset: series[0].Labels(), replicas: series, counter: counter}
 	}
+}
+
+// Ranked is a series that knows which replica it comes from (the values of
+// its replica labels, which it no longer carries). Replicas are preferred in
+// rank order.
+type Ranked interface {
+	ReplicaRank() string
+}
+
+func rankOf(s storage.Series) string {
+	if r, ok := s.(Ranked); ok {
+		return r.ReplicaRank()
+	}
+	return ""
 }
 
 type dedupSeries struct {
@@ -161,8 +180,22 @@ func (d *Iterator) Next() chunkenc.ValueType {
 		d.done = true
 		return chunkenc.ValNone
 	}
-	if d.cur >= 0 && d.reps[d.cur].vt != chunkenc.ValNone && d.reps[d.cur].t <= d.lastT+penalty {
-		pick = d.cur
+	if c := d.cur; c >= 0 && d.reps[c].vt != chunkenc.ValNone &&
+		(d.reps[c].t <= d.lastT+penalty || d.reps[c].t <= d.reps[pick].t+half) {
+		// Stay: the current replica has the next scrape, or one within
+		// half a step of the earliest (the same scrape, seen later).
+		pick = c
+	}
+	if d.cur < 0 {
+		// Start on the first replica in rank order that has the first
+		// scrape: replicas scrape the same targets milliseconds apart.
+		first := d.reps[pick].t
+		for i := range d.reps {
+			if d.reps[i].vt != chunkenc.ValNone && d.reps[i].t <= first+initialPenalty {
+				pick = i
+				break
+			}
+		}
 	}
 	p := &d.reps[pick]
 	d.switched = d.cur >= 0 && pick != d.cur

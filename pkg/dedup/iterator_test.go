@@ -109,8 +109,8 @@ func TestDedup(t *testing.T) {
 				t.Fatalf("got %v", out)
 			}
 		}},
-		{"order of replicas does not matter", false, [][]fs{b, a}, func(t *testing.T, out []fs) {
-			if !equal(out, a) {
+		{"the first replica is preferred when both have the first scrape", false, [][]fs{b, a}, func(t *testing.T, out []fs) {
+			if !equal(out, b) {
 				t.Fatalf("got %v", out)
 			}
 		}},

@@ -1,0 +1,272 @@
+package querier
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	promapi "github.com/prometheus/client_golang/api"
+	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/histogram"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/promql"
+	"github.com/prometheus/prometheus/tsdb"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/strata-metrics/strata/pkg/blockgen"
+	"github.com/strata-metrics/strata/pkg/component"
+	"github.com/strata-metrics/strata/pkg/tsdbstore"
+)
+
+var logger = slog.New(slog.DiscardHandler)
+
+// haPair writes 6h of an HA pair with blockgen and returns each replica's
+// data directory. skipBlock, if >= 0, leaves that block of replica a out
+// (replica a was down then).
+func haPair(t *testing.T, end time.Time, skipBlock int) (string, string) {
+	t.Helper()
+	dir := t.TempDir()
+	cfg := blockgen.Config{
+		Seed: 3, Targets: 4, MinTime: end.Add(-6 * time.Hour).UnixMilli(), MaxTime: end.UnixMilli(),
+		Replicas: 2, NativeHistograms: true,
+	}
+	blocks, err := blockgen.WriteDir(context.Background(), cfg, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if skipBlock >= 0 {
+		if err := os.RemoveAll(blocks[skipBlock].Dir); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// An empty WAL, as a Prometheus data dir has: the read-only DB reads it
+	// for queries reaching the head's time range.
+	for _, r := range []string{"a", "b"} {
+		if err := os.MkdirAll(filepath.Join(dir, r, "wal"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return filepath.Join(dir, "a"), filepath.Join(dir, "b")
+}
+
+func openDB(t *testing.T, dir string) *tsdb.DBReadOnly {
+	t.Helper()
+	db, err := tsdb.OpenDBReadOnly(dir, t.TempDir(), logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+// serveStore serves a replica's data over the StoreAPI on 127.0.0.1.
+func serveStore(t *testing.T, dir string, ext labels.Labels) (addr string, stop func()) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	tsdbstore.New(openDB(t, dir), ext, math.MinInt64, math.MaxInt64).Register(srv)
+	go func() { _ = srv.Serve(l) }()
+	t.Cleanup(srv.Stop)
+	return l.Addr().String(), srv.Stop
+}
+
+// startQuerier runs a querier over the endpoints and returns its API client.
+func startQuerier(t *testing.T, endpoints ...string) (promv1.API, string) {
+	t.Helper()
+	app, flags := component.NewApp("querier", "", true)
+	if _, err := app.Parse([]string{"--http-address=127.0.0.1:0", "--grpc-address=127.0.0.1:0", "--log.level=error"}); err != nil {
+		t.Fatal(err)
+	}
+	rt, err := component.New(flags)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = New(Config{
+		Endpoints: endpoints, EndpointRefresh: time.Second, ReplicaLabels: []string{"replica"},
+		Timeout: time.Minute, MaxConcurrent: 4, LookbackDelta: 5 * time.Minute, MaxSamples: 50_000_000,
+		PartialResponse: true, DefaultStep: time.Minute,
+		DialOptions: []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())},
+	}, rt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- rt.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	url := "http://" + rt.HTTPAddr().String()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		ready, _ := rt.Readiness.Status()
+		if ready {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("querier not ready")
+		}
+		time.Sleep(20 * time.Millisecond) // bounded readiness poll
+	}
+	c, err := promapi.NewClient(promapi.Config{Address: url})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return promv1.NewAPI(c), url
+}
+
+// localEngine evaluates PromQL over one replica's data, as a single
+// Prometheus holding it would.
+func localEngine() *promql.Engine {
+	return promql.NewEngine(promql.EngineOpts{
+		Logger: logger, MaxSamples: 50_000_000, Timeout: time.Minute, LookbackDelta: 5 * time.Minute,
+		EnableAtModifier: true, EnableNegativeOffset: true,
+		NoStepSubqueryIntervalFn: func(int64) int64 { return time.Minute.Milliseconds() },
+	})
+}
+
+// normalise renders a result as sorted lines "labels value@t" without the
+// given labels, for comparing ours with Prometheus' engine.
+func normalise(v model.Value, drop ...string) string {
+	var lines []string
+	strip := func(m model.Metric) string {
+		m = m.Clone()
+		for _, d := range drop {
+			delete(m, model.LabelName(d))
+		}
+		return m.String()
+	}
+	switch v := v.(type) {
+	case model.Vector:
+		for _, s := range v {
+			if s.Histogram != nil {
+				lines = append(lines, fmt.Sprintf("%s %s@%d", strip(s.Metric), s.Histogram, s.Timestamp))
+			} else {
+				lines = append(lines, fmt.Sprintf("%s %s@%d", strip(s.Metric), s.Value, s.Timestamp))
+			}
+		}
+	case model.Matrix:
+		for _, s := range v {
+			var b strings.Builder
+			for _, p := range s.Values {
+				fmt.Fprintf(&b, " %s@%d", p.Value, p.Timestamp)
+			}
+			for _, p := range s.Histograms {
+				fmt.Fprintf(&b, " %s@%d", p.Histogram, p.Timestamp)
+			}
+			lines = append(lines, strip(s.Metric)+b.String())
+		}
+	case *model.Scalar:
+		lines = append(lines, v.String())
+	default:
+		lines = append(lines, fmt.Sprint(v))
+	}
+	sortStrings(lines)
+	return strings.Join(lines, "\n")
+}
+
+func sortStrings(s []string) {
+	for i := 1; i < len(s); i++ {
+		for j := i; j > 0 && s[j] < s[j-1]; j-- {
+			s[j], s[j-1] = s[j-1], s[j]
+		}
+	}
+}
+
+// promqlToModel runs q on the engine and converts the result through JSON
+// shapes the client library understands, via the querier-independent path.
+func localQuery(t *testing.T, e *promql.Engine, db *tsdb.DBReadOnly, q string, start, end time.Time, step time.Duration) string {
+	t.Helper()
+	var (
+		qry promql.Query
+		err error
+	)
+	if step == 0 {
+		qry, err = e.NewInstantQuery(context.Background(), db, nil, q, start)
+	} else {
+		qry, err = e.NewRangeQuery(context.Background(), db, nil, q, start, end, step)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer qry.Close()
+	res := qry.Exec(context.Background())
+	if res.Err != nil {
+		t.Fatalf("local %s: %v", q, res.Err)
+	}
+	return normalise(toModel(t, res.Value))
+}
+
+func toModel(t *testing.T, v any) model.Value {
+	t.Helper()
+	conv := func(m labels.Labels) model.Metric {
+		out := model.Metric{}
+		m.Range(func(l labels.Label) { out[model.LabelName(l.Name)] = model.LabelValue(l.Value) })
+		return out
+	}
+	switch v := v.(type) {
+	case promql.Vector:
+		out := model.Vector{}
+		for _, s := range v {
+			ms := &model.Sample{Metric: conv(s.Metric), Timestamp: model.Time(s.T)}
+			if s.H != nil {
+				ms.Histogram = histToModel(s.H)
+			} else {
+				ms.Value = model.SampleValue(s.F)
+			}
+			out = append(out, ms)
+		}
+		return out
+	case promql.Matrix:
+		out := model.Matrix{}
+		for _, s := range v {
+			ss := &model.SampleStream{Metric: conv(s.Metric)}
+			for _, p := range s.Floats {
+				ss.Values = append(ss.Values, model.SamplePair{Timestamp: model.Time(p.T), Value: model.SampleValue(p.F)})
+			}
+			for _, p := range s.Histograms {
+				ss.Histograms = append(ss.Histograms, model.SampleHistogramPair{Timestamp: model.Time(p.T), Histogram: histToModel(p.H)})
+			}
+			out = append(out, ss)
+		}
+		return out
+	case promql.Scalar:
+		return &model.Scalar{Value: model.SampleValue(v.V), Timestamp: model.Time(v.T)}
+	}
+	t.Fatalf("unhandled result type %T", v)
+	return nil
+}
+
+func histToModel(fh *histogram.FloatHistogram) *model.SampleHistogram {
+	out := &model.SampleHistogram{Count: model.FloatString(fh.Count), Sum: model.FloatString(fh.Sum)}
+	it := fh.AllBucketIterator()
+	for it.Next() {
+		b := it.At()
+		if b.Count == 0 {
+			continue
+		}
+		bound := int32(2)
+		if b.LowerInclusive {
+			if b.UpperInclusive {
+				bound = 3
+			} else {
+				bound = 1
+			}
+		} else if b.UpperInclusive {
+			bound = 0
+		}
+		out.Buckets = append(out.Buckets, &model.HistogramBucket{Boundaries: bound,
+			Lower: model.FloatString(b.Lower), Upper: model.FloatString(b.Upper), Count: model.FloatString(b.Count)})
+	}
+	return out
+}
