@@ -8,26 +8,31 @@ import (
 
 // Config says what to generate.
 type Config struct {
+	// Seed picks the data: the same seed and configuration write the same
+	// bytes, block names included.
 	Seed int64
 	// Targets is the number of scraped hosts; each has SeriesPerTarget series.
 	Targets int
 	// MinTime and MaxTime (ms, MaxTime exclusive) bound the samples.
 	MinTime, MaxTime int64
-	ScrapeInterval   time.Duration
-	// BlockDuration is the range of each block; blocks are aligned to
-	// multiples of it since the epoch, as Prometheus aligns them.
+	// ScrapeInterval is the time between scrapes (default 15s).
+	ScrapeInterval time.Duration
+	// BlockDuration is the range of each block (default 2h); blocks are
+	// aligned to multiples of it since the epoch, as Prometheus aligns them.
 	BlockDuration time.Duration
 	// Replicas of an HA pair (or more): the same targets scraped by each,
 	// with slightly different timestamps and values.
 	Replicas int
-	// ReplicaLabel and ReplicaValues name the replicas in the external labels.
+	// ReplicaLabel (default "replica") and ReplicaValues (default "a", "b",
+	// ...) name the replicas in the external labels.
 	ReplicaLabel  string
 	ReplicaValues []string
 	// ExternalLabels go into each block's thanos section, with the replica label.
 	ExternalLabels map[string]string
 	// NativeHistograms adds a native histogram per HTTP handler.
 	NativeHistograms bool
-	// Concurrency is the number of blocks written at once (default: 2).
+	// Concurrency is how many cores to use (default 2): blocks written at
+	// once, or chunk encoders within a block when there are fewer blocks.
 	Concurrency int
 }
 
@@ -45,8 +50,13 @@ func (c *Config) Defaults() {
 	if c.ReplicaLabel == "" {
 		c.ReplicaLabel = "replica"
 	}
-	for len(c.ReplicaValues) < c.Replicas {
-		c.ReplicaValues = append(c.ReplicaValues, string(rune('a'+len(c.ReplicaValues))))
+	if len(c.ReplicaValues) < c.Replicas {
+		// Copy: appending must not write into the caller's array.
+		vals := append(make([]string, 0, c.Replicas), c.ReplicaValues...)
+		for i := len(vals); i < c.Replicas; i++ {
+			vals = append(vals, replicaName(i))
+		}
+		c.ReplicaValues = vals
 	}
 	if c.Concurrency == 0 {
 		c.Concurrency = 2
@@ -66,9 +76,26 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("block duration %v shorter than the scrape interval", c.BlockDuration)
 	case c.Replicas < 1:
 		return errors.New("replicas must be at least 1")
+	case c.ScrapeInterval%time.Millisecond != 0 || c.BlockDuration%time.Millisecond != 0:
+		return errors.New("scrape interval and block duration must be whole milliseconds")
+	}
+	seen := map[string]bool{}
+	for _, v := range c.ReplicaValues[:c.Replicas] {
+		if v == "" || seen[v] {
+			return fmt.Errorf("replica values %q must be distinct and non-empty", c.ReplicaValues[:c.Replicas])
+		}
+		seen[v] = true
 	}
 	return nil
 }
 
 // SeriesCount is the number of series each replica's blocks hold.
 func (c *Config) SeriesCount() int { return c.Targets * SeriesPerTarget(c.NativeHistograms) }
+
+// replicaName is the default name of the i-th replica: a, b, ..., z, r26, ...
+func replicaName(i int) string {
+	if i < 26 {
+		return string(rune('a' + i))
+	}
+	return fmt.Sprintf("r%d", i)
+}
