@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/strata-metrics/strata/pkg/component"
 	"github.com/strata-metrics/strata/pkg/querier"
@@ -33,6 +34,8 @@ func main() {
 	app.Flag("query.default-step", "Resolution of subqueries that give no step.").Default("1m").DurationVar(&cfg.DefaultStep)
 	app.Flag("store.response-timeout", "Maximum time to wait for one store's answer before treating it as failed; 0 waits up to the query timeout.").
 		Default("0s").DurationVar(&cfg.StoreTimeout)
+	app.Flag("enable-feature", "Enable a PromQL feature, as Prometheus' flag of the same name (repeatable or comma-separated): "+strings.Join(querier.PromQLFeatures, ", ")+".").
+		StringsVar(&cfg.Features)
 	tlsFlags := component.RegisterGRPCClientFlags(app)
 
 	if _, err := app.Parse(os.Args[1:]); err != nil {
@@ -45,6 +48,11 @@ func main() {
 		os.Exit(2)
 	}
 	cfg.DialOptions = append(cfg.DialOptions, creds)
+	var features []string
+	for _, f := range cfg.Features {
+		features = append(features, strings.Split(f, ",")...)
+	}
+	cfg.Features = features
 	rt, err := component.New(flags)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "strata-querier: %v\n", err)

@@ -30,6 +30,46 @@ type Config struct {
 	DefaultStep      time.Duration
 	StoreTimeout     time.Duration
 	DialOptions      []grpc.DialOption
+	// Features are Prometheus' --enable-feature values for PromQL.
+	Features []string
+}
+
+// PromQLFeatures are the --enable-feature values the querier understands,
+// named as in Prometheus.
+var PromQLFeatures = []string{
+	"promql-experimental-functions",
+	"promql-binop-fill-modifiers",
+	"promql-delayed-name-removal",
+	"promql-per-step-stats",
+	"utf8-names",
+	"start-timestamps",
+}
+
+// engineOptions turns the enabled features into parser and engine options.
+func engineOptions(features []string) (parser.Options, promql.EngineOpts, error) {
+	var (
+		po parser.Options
+		eo promql.EngineOpts
+	)
+	for _, f := range features {
+		switch f {
+		case "promql-experimental-functions":
+			po.EnableExperimentalFunctions = true
+		case "promql-binop-fill-modifiers":
+			po.EnableBinopFillModifiers = true
+		case "promql-delayed-name-removal":
+			eo.EnableDelayedNameRemoval = true
+		case "promql-per-step-stats":
+			eo.EnablePerStepStats = true
+		case "utf8-names":
+			po.EnableUnquotedUTF8Names = true
+		case "start-timestamps":
+			eo.UseStartTimestamps = true
+		default:
+			return po, eo, fmt.Errorf("unknown --enable-feature %q; known: %v", f, PromQLFeatures)
+		}
+	}
+	return po, eo, nil
 }
 
 // Querier is a configured querier.
@@ -58,21 +98,21 @@ func New(cfg Config, rt *component.Runtime) (*Querier, error) {
 	}
 	defaults := query.Options{Dedup: true, ReplicaLabels: cfg.ReplicaLabels, PartialResponse: cfg.PartialResponse}
 	q := &query.Queryable{Stores: eps.Stores, Defaults: defaults, StoreTimeout: cfg.StoreTimeout, Logger: rt.Logger}
-	p := parser.NewParser(parser.Options{})
-	engine := promql.NewEngine(promql.EngineOpts{
-		Logger:               rt.Logger.With("subsystem", "engine"),
-		Reg:                  rt.Registry,
-		MaxSamples:           cfg.MaxSamples,
-		Timeout:              cfg.Timeout,
-		LookbackDelta:        cfg.LookbackDelta,
-		EnableAtModifier:     true,
-		EnableNegativeOffset: true,
-		EnablePerStepStats:   true,
-		NoStepSubqueryIntervalFn: func(int64) int64 {
-			return cfg.DefaultStep.Milliseconds()
-		},
-		Parser: p,
-	})
+	po, eo, err := engineOptions(cfg.Features)
+	if err != nil {
+		return nil, err
+	}
+	p := parser.NewParser(po)
+	eo.Logger = rt.Logger.With("subsystem", "engine")
+	eo.Reg = rt.Registry
+	eo.MaxSamples = cfg.MaxSamples
+	eo.Timeout = cfg.Timeout
+	eo.LookbackDelta = cfg.LookbackDelta
+	eo.EnableAtModifier = true
+	eo.EnableNegativeOffset = true
+	eo.NoStepSubqueryIntervalFn = func(int64) int64 { return cfg.DefaultStep.Milliseconds() }
+	eo.Parser = p
+	engine := promql.NewEngine(eo)
 	api := queryapi.New(queryapi.Config{
 		Engine:           engine,
 		Queryable:        q,
