@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"math"
@@ -281,6 +282,32 @@ func TestWriteBucket(t *testing.T) {
 		m := res.Metas[bi.Meta.ULID]
 		if m == nil || m.Thanos.Labels["replica"] != bi.Meta.Thanos.Labels["replica"] || m.Thanos.Source != SourceBlockgen || len(m.Thanos.Files) != 3 {
 			t.Fatalf("block %s meta in bucket: %+v", bi.Meta.ULID, m)
+		}
+		if m.Thanos.Labels["cluster"] != "test" || m.Thanos.Downsample.Resolution != 0 || m.Compaction.Level != 1 {
+			t.Fatalf("block %s thanos section: %+v", bi.Meta.ULID, m.Thanos)
+		}
+	}
+
+	// The bucket holds the very bytes WriteDir writes.
+	local, err := WriteDir(context.Background(), cfg, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, bi := range local {
+		for _, rel := range []string{"index", "chunks/000001"} {
+			want, err := os.ReadFile(filepath.Join(bi.Dir, rel))
+			if err != nil {
+				t.Fatal(err)
+			}
+			r, err := bkt.Get(context.Background(), bi.Meta.ULID.String()+"/"+rel)
+			if err != nil {
+				t.Fatalf("block %s in bucket: %v", bi.Meta.ULID, err)
+			}
+			got, err := io.ReadAll(r)
+			r.Close()
+			if err != nil || !bytes.Equal(got, want) {
+				t.Fatalf("block %s %s: bucket copy differs from WriteDir's (err %v)", bi.Meta.ULID, rel, err)
+			}
 		}
 	}
 }
