@@ -379,3 +379,32 @@ func TestCancelLeavesNoBlocks(t *testing.T) {
 		}
 	}
 }
+
+// TestShortRangeWritesNoEmptyBlocks: a range too short for every target to
+// be scraped in each block writes only blocks that hold samples.
+func TestShortRangeWritesNoEmptyBlocks(t *testing.T) {
+	cfg := testConfig()
+	cfg.Targets = 1
+	cfg.Replicas = 1
+	// 2s on each side of a block boundary: at most one of the two blocks
+	// can catch the target's scrape.
+	boundary := cfg.MaxTime
+	cfg.MinTime, cfg.MaxTime = boundary-2000, boundary+2000
+	dir := t.TempDir()
+	blocks, err := WriteDir(context.Background(), cfg, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != len(blocks) || len(blocks) > 1 {
+		t.Fatalf("%d blocks reported, %d directories written", len(blocks), len(entries))
+	}
+	for _, b := range blocks {
+		if b.Meta.Stats.NumSamples == 0 {
+			t.Fatalf("empty block %s written", b.Meta.ULID)
+		}
+	}
+}

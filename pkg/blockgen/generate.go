@@ -16,7 +16,9 @@ import (
 	"github.com/strata-metrics/strata/pkg/block"
 )
 
-// SourceBlockgen marks blocks written by this generator in their thanos section.
+// SourceBlockgen marks blocks written by this generator in their thanos
+// section. Thanos readers take any source string, and Thanos' own test
+// blocks carry this one.
 const SourceBlockgen block.SourceType = "blockgen"
 
 // BlockInfo describes a written block.
@@ -75,6 +77,9 @@ func generate(ctx context.Context, cfg Config, dirFor func(replica int) string, 
 			pm, err := writeBlock(gctx, &cfg, defs, symbols, spec, dir, workers)
 			if err != nil {
 				return fmt.Errorf("blockgen: write block %d-%d of replica %d: %w", spec.min, spec.max, spec.replica, err)
+			}
+			if pm == nil {
+				return nil
 			}
 			ext := map[string]string{}
 			for k, v := range cfg.ExternalLabels {

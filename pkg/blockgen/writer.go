@@ -50,7 +50,8 @@ func scrapeJitter(seed, span uint64, target, replica int, k int64) int64 {
 }
 
 // writeBlock writes one block of the catalogue into dir/<ULID>, encoding
-// chunks with workers goroutines, and returns its Prometheus meta.
+// chunks with workers goroutines, and returns its Prometheus meta, or nil
+// if the block would hold no samples.
 func writeBlock(ctx context.Context, cfg *Config, defs []seriesDef, symbols []string, spec blockSpec, dir string, workers int) (*tsdb.BlockMeta, error) {
 	id := blockULID(cfg.Seed, spec.replica, spec.min)
 	final := filepath.Join(dir, id.String())
@@ -62,7 +63,9 @@ func writeBlock(ctx context.Context, cfg *Config, defs []seriesDef, symbols []st
 		return nil, fmt.Errorf("create block dir: %w", err)
 	}
 	meta, err := writeBlockFiles(ctx, cfg, defs, symbols, spec, tmp, workers)
-	if err != nil {
+	if err != nil || meta.Stats.NumSamples == 0 {
+		// No scrape fell into a short range: write no block, as Prometheus
+		// writes none for an empty head.
 		os.RemoveAll(tmp)
 		return nil, err
 	}
