@@ -178,6 +178,25 @@ func TestBlocksAreRealisticAndReadable(t *testing.T) {
 				t.Fatalf("%s: bucket/count inconsistent at %d: le=0.5 %v, +Inf %v, count %v", k, i, lower[i].v, inf[i].v, count[i].v)
 			}
 		}
+		// Between scrapes a bucket grows no more than the buckets above it
+		// (each request counts in every bucket it fits), or rate()s of the
+		// buckets would not be monotonic in le.
+		var buckets [][]point
+		for _, le := range bucketBounds {
+			buckets = append(buckets, series[strings.Replace(k, `le="+Inf"`, fmt.Sprintf("le=%q", formatLe(le)), 1)])
+		}
+		buckets = append(buckets, inf)
+		for i := 1; i < len(inf); i++ {
+			if inf[i].v < inf[i-1].v {
+				continue // a reset
+			}
+			for j := 1; j < len(buckets); j++ {
+				lo, hi := buckets[j-1][i].v-buckets[j-1][i-1].v, buckets[j][i].v-buckets[j][i-1].v
+				if lo > hi || lo < 0 {
+					t.Fatalf("%s at %d: bucket %d grew by %v, the next one up by %v", k, inf[i].t, j-1, lo, hi)
+				}
+			}
+		}
 	}
 	if samples == 0 {
 		t.Fatal("no samples")

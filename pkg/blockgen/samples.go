@@ -2,7 +2,6 @@ package blockgen
 
 import (
 	"fmt"
-	"math"
 
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
@@ -27,8 +26,8 @@ type sampleGen struct {
 	jitterSpan uint64
 
 	// The buckets of a classic histogram are adjacent in label order and
-	// share one counter: the first bucket's counter values are kept and
-	// replayed for the rest, which halves the cost of histogram data.
+	// share one request counter: the first bucket's counter values are
+	// kept and replayed for the rest, which halves the cost of histograms.
 	shared       sharedCounter
 	sharedFilled bool // shared holds this series' counter values
 	n            int  // samples yielded so far
@@ -60,7 +59,7 @@ func (g *sampleGen) reset(cfg *Config, d *seriesDef, replica int, mint, maxt int
 	g.phase, g.jitterSpan = scrapePhase(g.seed, g.iv, d.target)
 	g.n = 0
 	g.sharedFilled = false
-	if d.kind == kindBucket {
+	if d.kind == kindBucket || d.kind == kindHistCount {
 		key := sharedKey{noiseSeed: d.p.noiseSeed, replica: replica, mint: mint, maxt: maxt}
 		if g.shared.ok && g.shared.key == key {
 			g.sharedFilled = true
@@ -83,7 +82,7 @@ func (g *sampleGen) next() bool {
 		k := g.k
 		t := k*g.iv + g.phase + scrapeJitter(g.seed, g.jitterSpan, g.d.target, g.replica, k)
 		if t >= g.maxt {
-			if g.d.kind == kindBucket {
+			if g.d.kind == kindBucket || g.d.kind == kindHistCount {
 				g.shared.ok = true
 			}
 			return false
@@ -99,7 +98,7 @@ func (g *sampleGen) next() bool {
 		switch g.d.kind {
 		case kindNative:
 			g.d.histogramAt(x, &g.h)
-		case kindBucket:
+		case kindBucket, kindHistCount:
 			var c float64
 			if g.sharedFilled {
 				c = g.shared.values[g.n]
@@ -107,7 +106,7 @@ func (g *sampleGen) next() bool {
 				c = g.d.p.counterAt(x)
 				g.shared.values = append(g.shared.values, c)
 			}
-			g.v = math.Floor(c * g.d.cdf)
+			g.v = g.d.cumulativeCount(c)
 		default:
 			g.v = g.d.floatAt(x, k)
 		}

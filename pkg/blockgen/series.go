@@ -24,11 +24,14 @@ const (
 type seriesDef struct {
 	lset   labels.Labels
 	kind   kind
-	target int                     // scrape target: sets the scrape phase
-	p      params                  // value function parameters (shared by a histogram's series)
-	scale  float64                 // counters and gauges: unit multiplier
-	cdf    float64                 // buckets: share of observations at or below le
-	shares *[nativeBuckets]float64 // native histograms: share per bucket
+	target int     // scrape target: sets the scrape phase
+	p      params  // value function parameters (shared by a histogram's series)
+	scale  float64 // counters and gauges: unit multiplier
+	// Histograms: each bucket's share of the observations (one array per
+	// histogram, shared by its series) and, for a classic _bucket series,
+	// the index of its le bound (len(shares)-1 for +Inf and _count).
+	shares []float64
+	le     int
 }
 
 // params of a value function, derived from a hash so they are deterministic.
@@ -163,15 +166,16 @@ func catalog(cfg *Config) []seriesDef {
 			}
 			hp := newParams(ah + uint64(hi+1)*7919)
 			median := 0.02 + 0.3*hp.base
-			for _, le := range bucketBounds {
-				add(seriesDef{kind: kindBucket, target: t, p: hp, cdf: bucketCDF(le, median), lset: labels.FromStrings(
+			shares := classicShares(median)
+			for i, le := range bucketBounds {
+				add(seriesDef{kind: kindBucket, target: t, p: hp, shares: shares, le: i, lset: labels.FromStrings(
 					"__name__", "http_request_duration_seconds_bucket", "handler", handler, "instance", api, "job", "api", "le", formatLe(le))})
 			}
-			add(seriesDef{kind: kindBucket, target: t, p: hp, cdf: 1, lset: labels.FromStrings(
+			add(seriesDef{kind: kindBucket, target: t, p: hp, shares: shares, le: len(bucketBounds), lset: labels.FromStrings(
 				"__name__", "http_request_duration_seconds_bucket", "handler", handler, "instance", api, "job", "api", "le", "+Inf")})
 			add(seriesDef{kind: kindHistSum, target: t, p: hp, scale: median * 1.3, lset: labels.FromStrings(
 				"__name__", "http_request_duration_seconds_sum", "handler", handler, "instance", api, "job", "api")})
-			add(seriesDef{kind: kindHistCount, target: t, p: hp, lset: labels.FromStrings(
+			add(seriesDef{kind: kindHistCount, target: t, p: hp, shares: shares, le: len(bucketBounds), lset: labels.FromStrings(
 				"__name__", "http_request_duration_seconds_count", "handler", handler, "instance", api, "job", "api")})
 			if cfg.NativeHistograms {
 				add(seriesDef{kind: kindNative, target: t, p: hp, scale: median, shares: nativeShares(median), lset: labels.FromStrings(
@@ -203,12 +207,10 @@ func (d *seriesDef) floatAt(x float64, k int64) float64 {
 		return d.p.counterAt(x) * d.scale
 	case kindGauge:
 		return math.Round(d.p.gaugeAt(x, k)*d.scale*1000) / 1000
-	case kindBucket:
-		return math.Floor(d.p.counterAt(x) * d.cdf)
 	case kindHistSum:
 		return math.Round(d.p.counterAt(x)*d.scale*1e6) / 1e6
-	case kindHistCount:
-		return d.p.counterAt(x)
+	case kindBucket, kindHistCount:
+		return d.cumulativeCount(d.p.counterAt(x))
 	}
 	panic("blockgen: not a float series")
 }
@@ -241,19 +243,46 @@ func (d *seriesDef) histogramAt(x float64, h *histogram.Histogram) {
 	h.CounterResetHint = histogram.UnknownCounterReset
 }
 
+// cumulativeCount is a classic histogram's count at or below bucket d.le
+// after count requests. Each bucket counts its share of the requests,
+// rounded down, and the cumulative count adds them up, so between two
+// scrapes a bucket never grows more than the ones above it, as when a
+// client library counts each observation in all buckets it fits. Rounding
+// the cumulative share itself would break that and make rate()s of the
+// buckets non-monotonic.
+func (d *seriesDef) cumulativeCount(count float64) float64 {
+	var cum float64
+	for _, share := range d.shares[:d.le+1] {
+		cum += math.Floor(count * share)
+	}
+	return cum
+}
+
+// classicShares is the share of requests in each classic histogram bucket,
+// the last one being everything above the highest bound.
+func classicShares(median float64) []float64 {
+	return sharesOf(len(bucketBounds)+1, func(i int) float64 { return bucketBounds[i] }, median)
+}
+
 // nativeShares is the share of requests in each native histogram bucket,
 // bucket i holding (2^(offset+i-1), 2^(offset+i)] seconds and the last one
 // everything above too.
-func nativeShares(median float64) *[nativeBuckets]float64 {
-	var s [nativeBuckets]float64
+func nativeShares(median float64) []float64 {
+	return sharesOf(nativeBuckets, func(i int) float64 { return math.Ldexp(1, nativeOffset+i) }, median)
+}
+
+// sharesOf splits requests into n buckets with upper bounds bound(i), the
+// last bucket open-ended.
+func sharesOf(n int, bound func(int) float64, median float64) []float64 {
+	s := make([]float64, n)
 	prev := 0.0
 	for i := range s {
 		cdf := 1.0
-		if i < nativeBuckets-1 {
-			cdf = bucketCDF(math.Ldexp(1, nativeOffset+i), median)
+		if i < n-1 {
+			cdf = bucketCDF(bound(i), median)
 		}
 		s[i] = cdf - prev
 		prev = cdf
 	}
-	return &s
+	return s
 }
