@@ -94,7 +94,7 @@ func (g *sampleGen) next() bool {
 		g.t = t
 		// Values are functions of continuous time, so replicas scraping a
 		// few milliseconds apart see slightly different values.
-		x := float64(t) / float64(g.iv)
+		x := float64(t) / valueStepMs
 		switch g.d.kind {
 		case kindNative:
 			g.d.histogramAt(x, &g.h)

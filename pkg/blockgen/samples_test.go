@@ -186,3 +186,58 @@ func TestParallelEncodingWritesSameBytes(t *testing.T) {
 		t.Fatalf("index of %d bytes", n)
 	}
 }
+
+// TestCPUModesAddUpToOneCore: like /proc/stat, a cpu's modes add up to one
+// second per second, whatever the scrape interval.
+func TestCPUModesAddUpToOneCore(t *testing.T) {
+	for _, iv := range []time.Duration{15 * time.Second, time.Minute} {
+		cfg := testConfig()
+		cfg.ScrapeInterval = iv
+		cfg.MinTime = cfg.MaxTime - time.Hour.Milliseconds()
+		ss := SeriesSet(cfg, 0, cfg.MinTime, cfg.MaxTime,
+			labels.MustNewMatcher(labels.MatchEqual, "__name__", "node_cpu_seconds_total"),
+			labels.MustNewMatcher(labels.MatchEqual, "instance", "host-00002:9100"))
+		// Per cpu: the modes' increases between the first and last scrape.
+		type span struct {
+			t0, t1 int64
+			inc    float64
+			modes  int
+			reset  bool
+		}
+		cpus := map[string]*span{}
+		for ss.Next() {
+			s := ss.At()
+			c := cpus[s.Labels().Get("cpu")]
+			if c == nil {
+				c = &span{}
+				cpus[s.Labels().Get("cpu")] = c
+			}
+			it := s.Iterator(nil)
+			var first, last, prev float64
+			n := 0
+			for it.Next() == chunkenc.ValFloat {
+				ts, v := it.At()
+				if n == 0 {
+					first, c.t0 = v, ts
+				} else if v < prev {
+					c.reset = true
+				}
+				last, prev, c.t1 = v, v, ts
+				n++
+			}
+			c.inc += last - first
+			c.modes++
+		}
+		if len(cpus) != 2 {
+			t.Fatalf("%v: %d cpus", iv, len(cpus))
+		}
+		for cpu, c := range cpus {
+			if c.reset || c.modes != 4 {
+				t.Fatalf("%v cpu %s: %d modes, reset %v", iv, cpu, c.modes, c.reset)
+			}
+			if perSec := c.inc / (float64(c.t1-c.t0) / 1000); math.Abs(perSec-1) > 0.005 {
+				t.Errorf("%v cpu %s: modes add up to %.4f s/s, want 1", iv, cpu, perSec)
+			}
+		}
+	}
+}

@@ -18,7 +18,13 @@ const (
 	kindHistSum   // classic histogram _sum
 	kindHistCount // classic histogram _count
 	kindNative    // native (integer) histogram
+	kindCPUIdle   // node_cpu_seconds_total{mode="idle"}: what the other modes leave
 )
+
+// valueStepMs is the time unit of the value functions: rates are per 15s
+// whatever the scrape interval, so a 60s scrape sees the same per-second
+// rates as a 15s one.
+const valueStepMs = 15000
 
 // seriesDef describes one series and how its values are made.
 type seriesDef struct {
@@ -32,15 +38,17 @@ type seriesDef struct {
 	// the index of its le bound (len(shares)-1 for +Inf and _count).
 	shares []float64
 	le     int
+	// kindCPUIdle: the cpu's other modes.
+	others *[3]params
 }
 
 // params of a value function, derived from a hash so they are deterministic.
 type params struct {
-	rate       float64 // counter increase per scrape (in units)
-	omega      float64 // angular frequency of the wobble, per scrape
+	rate       float64 // counter increase per 15s step (in units)
+	omega      float64 // angular frequency of the wobble, per step
 	phase      float64
 	cosPhase   float64 // cos(phase), constant per series
-	resetEvery float64 // scrapes between counter resets
+	resetEvery float64 // steps between counter resets
 	resetPhase float64
 	base, amp  float64 // gauges
 	noiseSeed  uint64
@@ -62,19 +70,44 @@ func newParams(h uint64) params {
 	}
 }
 
-// counterAt is a counter in whole units at scrape position x (in scrapes
-// since the epoch, fractional for a replica's jitter). It increases by
-// between half and one and a half times rate per scrape and drops to zero
-// at resets.
+// counterAt is a counter in whole units at x (in 15s steps since the
+// epoch, fractional as scrapes land at any millisecond). It increases by
+// between half and one and a half times rate per step and drops to zero at
+// resets.
 func (p *params) counterAt(x float64) float64 {
+	return p.counterSince(p.sinceReset(x))
+}
+
+// sinceReset is how many steps before x the counter last reset.
+func (p *params) sinceReset(x float64) float64 {
 	start := math.Floor((x+p.resetPhase)/p.resetEvery)*p.resetEvery - p.resetPhase
-	xr := x - start
+	return x - start
+}
+
+// counterSince is the counter xr steps after a reset.
+func (p *params) counterSince(xr float64) float64 {
 	w := p.rate / p.omega
 	return math.Floor(p.rate*xr + 0.5*w*(p.cosPhase-math.Cos(p.omega*xr+p.phase)))
 }
 
-// gaugeAt is a gauge between 0 and 1 at scrape position x, with a little
-// per-scrape noise.
+// cpuStep is a cpu's time per 15s step in hundredths of a second.
+const cpuStep = 1500
+
+// idleAt is the idle counter of a cpu whose other modes are d.others: the
+// rest of its time, so the modes of a cpu add up to exactly one second per
+// second. The others use at most 1.5*400*1.3 of every 1500, so idle always
+// grows.
+func (d *seriesDef) idleAt(x float64) float64 {
+	xr := d.p.sinceReset(x)
+	v := math.Floor(cpuStep * xr)
+	for i := range d.others {
+		v -= d.others[i].counterSince(xr)
+	}
+	return v
+}
+
+// gaugeAt is a gauge between 0 and 1 at x (in steps), with a little noise
+// that differs per scrape k.
 func (p *params) gaugeAt(x float64, k int64) float64 {
 	noise := float64(int64(splitmix(p.noiseSeed^uint64(k))>>40)-(1<<23)) / (1 << 23)
 	return p.base + p.amp*math.Sin(p.omega*x+p.phase) + 0.02*noise
@@ -132,14 +165,18 @@ func catalog(cfg *Config) []seriesDef {
 		restart = newParams(th ^ 0x5eed)
 		for cpu := 0; cpu < 2; cpu++ {
 			busy := 0.5 + newParams(th+uint64(cpu*16+5)*97).base // 0.7 to 1.3
-			for mi, mode := range []string{"idle", "iowait", "system", "user"} {
-				p := newParams(th + uint64(cpu*16+mi)*97)
-				// Hundredths of a second per 15s scrape: the modes of a
-				// cpu add up to about 15s, idle getting most of it.
-				p.rate = []float64{1500 - 400*busy, 20 * busy, 120 * busy, 260 * busy}[mi]
+			others := new([3]params)
+			for mi, mode := range []string{"iowait", "system", "user"} {
+				p := newParams(th + uint64(cpu*16+mi+1)*97)
+				// Hundredths of a second per 15s step.
+				p.rate = []float64{20, 120, 260}[mi] * busy
+				p.resetEvery, p.resetPhase = restart.resetEvery, restart.resetPhase
+				others[mi] = p
 				add(seriesDef{kind: kindCounter, target: t, p: p, scale: 0.01, lset: labels.FromStrings(
 					"__name__", "node_cpu_seconds_total", "cpu", fmt.Sprint(cpu), "instance", node, "job", "node", "mode", mode)})
 			}
+			add(seriesDef{kind: kindCPUIdle, target: t, p: newParams(th + uint64(cpu*16)*97), scale: 0.01, others: others, lset: labels.FromStrings(
+				"__name__", "node_cpu_seconds_total", "cpu", fmt.Sprint(cpu), "instance", node, "job", "node", "mode", "idle")})
 		}
 		add(seriesDef{kind: kindGauge, target: t, p: newParams(th + 1001), scale: 16e9, lset: labels.FromStrings(
 			"__name__", "node_memory_MemAvailable_bytes", "instance", node, "job", "node")})
@@ -200,11 +237,13 @@ func SeriesPerTarget(nativeHistograms bool) int {
 	return n
 }
 
-// floatAt returns the value of a float series at scrape position x.
+// floatAt returns the value of a float series at x (in steps) for scrape k.
 func (d *seriesDef) floatAt(x float64, k int64) float64 {
 	switch d.kind {
 	case kindCounter:
 		return d.p.counterAt(x) * d.scale
+	case kindCPUIdle:
+		return d.idleAt(x) * d.scale
 	case kindGauge:
 		return math.Round(d.p.gaugeAt(x, k)*d.scale*1000) / 1000
 	case kindHistSum:
@@ -215,7 +254,7 @@ func (d *seriesDef) floatAt(x float64, k int64) float64 {
 	panic("blockgen: not a float series")
 }
 
-// histogramAt fills h with the native histogram at scrape position x.
+// histogramAt fills h with the native histogram at x (in steps).
 func (d *seriesDef) histogramAt(x float64, h *histogram.Histogram) {
 	count := d.p.counterAt(x)
 	h.Schema = nativeSchema
