@@ -52,8 +52,9 @@ func plan(cfg *Config) []blockSpec {
 }
 
 // generate writes every planned block into a directory from dirFor and
-// hands each to done, cfg.Concurrency blocks at a time.
-func generate(ctx context.Context, cfg Config, dirFor func(replica int) string, done func(BlockInfo) error) ([]BlockInfo, error) {
+// hands each to done, cfg.Concurrency blocks at a time; the first failure
+// cancels the rest.
+func generate(ctx context.Context, cfg Config, dirFor func(replica int) string, done func(context.Context, BlockInfo) error) ([]BlockInfo, error) {
 	cfg.Defaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("blockgen: %w", err)
@@ -90,7 +91,7 @@ func generate(ctx context.Context, cfg Config, dirFor func(replica int) string, 
 				BlockMeta: *pm,
 				Thanos:    block.Thanos{Version: 1, Labels: ext, Source: SourceBlockgen},
 			}}
-			if err := done(bi); err != nil {
+			if err := done(gctx, bi); err != nil {
 				return err
 			}
 			mu.Lock()
@@ -127,19 +128,20 @@ func WriteDir(ctx context.Context, cfg Config, dir string) ([]BlockInfo, error) 
 			return nil, fmt.Errorf("blockgen: %w", err)
 		}
 	}
-	return generate(ctx, cfg, dirFor, func(BlockInfo) error { return nil })
+	return generate(ctx, cfg, dirFor, func(context.Context, BlockInfo) error { return nil })
 }
 
 // WriteBucket writes the blocks into bkt with the thanos meta section
 // (external labels plus the replica label), through block.UploadWithMeta.
-// Blocks are staged one at a time per worker in a temporary directory.
+// Each block is staged in a temporary directory and removed once uploaded,
+// so the disk holds at most Concurrency blocks.
 func WriteBucket(ctx context.Context, logger *slog.Logger, cfg Config, bkt objstore.Bucket) ([]BlockInfo, error) {
 	tmp, err := os.MkdirTemp("", "blockgen-")
 	if err != nil {
 		return nil, fmt.Errorf("blockgen: %w", err)
 	}
 	defer os.RemoveAll(tmp)
-	blocks, err := generate(ctx, cfg, func(int) string { return tmp }, func(bi BlockInfo) error {
+	blocks, err := generate(ctx, cfg, func(int) string { return tmp }, func(ctx context.Context, bi BlockInfo) error {
 		defer os.RemoveAll(bi.Dir)
 		if err := block.UploadWithMeta(ctx, logger, bkt, bi.Dir, bi.Meta); err != nil {
 			return fmt.Errorf("blockgen: %w", err)
