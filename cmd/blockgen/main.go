@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -30,6 +31,7 @@ type options struct {
 	start, end string
 	duration   time.Duration
 	extLabels  map[string]string
+	outages    []string
 }
 
 func parseFlags(args []string) (*options, error) {
@@ -52,6 +54,7 @@ func parseFlags(args []string) (*options, error) {
 	app.Flag("external-label", "External label name=value for the thanos meta section (repeatable).").StringMapVar(&o.extLabels)
 	app.Flag("seed", "Seed: the same seed and flags write the same bytes.").Default("1").Int64Var(&o.cfg.Seed)
 	app.Flag("native-histograms", "Add a native histogram per HTTP handler.").Default("true").BoolVar(&o.cfg.NativeHistograms)
+	app.Flag("outage", "A span without scrapes by one replica, as <replica>@<RFC3339 start>+<duration>, e.g. b@2026-03-01T10:00:00Z+30m (repeatable).").StringsVar(&o.outages)
 	app.Flag("concurrency", "Cores to use.").Default("2").IntVar(&o.cfg.Concurrency)
 	if _, err := app.Parse(args); err != nil {
 		return nil, err
@@ -77,7 +80,38 @@ func parseFlags(args []string) (*options, error) {
 	}
 	o.cfg.MinTime, o.cfg.MaxTime = startT.UnixMilli(), endT.UnixMilli()
 	o.cfg.ExternalLabels = o.extLabels
+	for _, s := range o.outages {
+		out, err := parseOutage(s, o.cfg)
+		if err != nil {
+			return nil, fmt.Errorf("--outage %q: %w", s, err)
+		}
+		o.cfg.Outages = append(o.cfg.Outages, out)
+	}
 	return o, nil
+}
+
+// parseOutage parses <replica>@<RFC3339 start>+<duration>.
+func parseOutage(s string, cfg blockgen.Config) (blockgen.Outage, error) {
+	name, span, ok := strings.Cut(s, "@")
+	plus := strings.LastIndex(span, "+")
+	if !ok || plus < 0 {
+		return blockgen.Outage{}, fmt.Errorf("want <replica>@<start>+<duration>")
+	}
+	start, err := time.Parse(time.RFC3339, span[:plus])
+	if err != nil {
+		return blockgen.Outage{}, err
+	}
+	d, err := time.ParseDuration(span[plus+1:])
+	if err != nil {
+		return blockgen.Outage{}, err
+	}
+	cfg.Defaults()
+	for i, v := range cfg.ReplicaValues[:cfg.Replicas] {
+		if v == name {
+			return blockgen.Outage{Replica: i, Start: start.UnixMilli(), End: start.Add(d).UnixMilli()}, nil
+		}
+	}
+	return blockgen.Outage{}, fmt.Errorf("no replica %q among %q", name, cfg.ReplicaValues[:cfg.Replicas])
 }
 
 func main() {

@@ -32,6 +32,17 @@ func TestFlagsToBlocks(t *testing.T) {
 			},
 			wantBlocks: 1,
 		},
+		{
+			name: "outage of replica b",
+			args: func(dir string) []string {
+				return []string{"--output.dir", dir, "--targets", "1", "--start", "2026-03-01T00:00:00Z", "--end", "2026-03-01T06:00:00Z",
+					"--replicas", "2", "--outage", "b@2026-03-01T01:50:00Z+2h20m"}
+			},
+			wantBlocks: 5, // b's 02-04 block has no samples at all
+		},
+		{name: "outage of a missing replica", args: func(dir string) []string {
+			return []string{"--output.dir", dir, "--replicas", "2", "--outage", "c@2026-03-01T01:50:00Z+1h"}
+		}, wantErr: "no replica"},
 		{name: "no output", args: func(string) []string { return []string{"--targets", "1"} }, wantErr: "exactly one"},
 		{name: "bad end", args: func(dir string) []string { return []string{"--output.dir", dir, "--end", "yesterday"} }, wantErr: "--end"},
 	} {

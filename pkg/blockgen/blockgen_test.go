@@ -35,6 +35,8 @@ func testConfig() Config {
 		Replicas:         2,
 		NativeHistograms: true,
 		ExternalLabels:   map[string]string{"cluster": "test"},
+		// Replica b missed 20 minutes of scrapes.
+		Outages: []Outage{{Replica: 1, Start: end - 4*time.Hour.Milliseconds(), End: end - 4*time.Hour.Milliseconds() + 20*time.Minute.Milliseconds()}},
 	}
 }
 
@@ -239,7 +241,7 @@ func TestReplicasDifferSlightly(t *testing.T) {
 
 func TestDeterministic(t *testing.T) {
 	cfg := testConfig()
-	cfg.Replicas = 1
+	cfg.Replicas, cfg.Outages = 1, nil
 	d1, d2 := t.TempDir(), t.TempDir()
 	if _, err := WriteDir(context.Background(), cfg, d1); err != nil {
 		t.Fatal(err)
@@ -404,7 +406,7 @@ func TestCancelLeavesNoBlocks(t *testing.T) {
 func TestShortRangeWritesNoEmptyBlocks(t *testing.T) {
 	cfg := testConfig()
 	cfg.Targets = 1
-	cfg.Replicas = 1
+	cfg.Replicas, cfg.Outages = 1, nil
 	// 2s on each side of a block boundary: at most one of the two blocks
 	// can catch the target's scrape.
 	boundary := cfg.MaxTime
@@ -425,5 +427,49 @@ func TestShortRangeWritesNoEmptyBlocks(t *testing.T) {
 		if b.Meta.Stats.NumSamples == 0 {
 			t.Fatalf("empty block %s written", b.Meta.ULID)
 		}
+	}
+}
+
+// TestOutageLeavesGapInOneReplica: during an outage one replica has no
+// samples and the other has them all; afterwards the counters carry on
+// where they would have been.
+func TestOutageLeavesGapInOneReplica(t *testing.T) {
+	cfg := testConfig()
+	o := cfg.Outages[0]
+	inc := func(replica int, mint, maxt int64) (samples int, gap int64, increase float64) {
+		ss := SeriesSet(cfg, replica, mint, maxt, labels.MustNewMatcher(labels.MatchEqual, "__name__", "http_requests_total"),
+			labels.MustNewMatcher(labels.MatchEqual, "instance", "host-00000:8080"), labels.MustNewMatcher(labels.MatchEqual, "code", "200"))
+		for ss.Next() {
+			it := ss.At().Iterator(nil)
+			var prevT int64
+			var first, last float64
+			for n := 0; it.Next() == chunkenc.ValFloat; n++ {
+				ts, v := it.At()
+				if n == 0 {
+					first = v
+				} else {
+					gap = max(gap, ts-prevT)
+				}
+				prevT, last = ts, v
+				samples++
+			}
+			increase += last - first
+		}
+		return samples, gap, increase
+	}
+	const hour = int64(3600_000)
+	aN, aGap, aInc := inc(0, o.Start-hour, o.End+hour)
+	bN, bGap, bInc := inc(1, o.Start-hour, o.End+hour)
+	if aGap > 15_100 || bGap < o.End-o.Start {
+		t.Fatalf("longest gaps: replica a %dms, replica b %dms; the outage lasts %dms", aGap, bGap, o.End-o.Start)
+	}
+	if missing := aN - bN; missing < 4*78 || missing > 4*82 { // 4 series x 80 scrapes in 20m
+		t.Fatalf("replica b has %d fewer samples than a, want about %d", missing, 4*80)
+	}
+	if math.Abs(aInc-bInc) > 0.01*aInc {
+		t.Fatalf("counter increase over the span: a %v, b %v; counters must keep counting through an outage", aInc, bInc)
+	}
+	if n, _, _ := inc(1, o.Start, o.End-1); n != 0 {
+		t.Fatalf("replica b has %d samples inside its outage", n)
 	}
 }

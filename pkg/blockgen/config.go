@@ -31,9 +31,20 @@ type Config struct {
 	ExternalLabels map[string]string
 	// NativeHistograms adds a native histogram per HTTP handler.
 	NativeHistograms bool
+	// Outages are spans in which one replica scraped nothing (a restart, a
+	// network partition): gaps in that replica's data only, which HA
+	// deduplication exists to fill. Counters keep counting through them.
+	Outages []Outage
 	// Concurrency is how many cores to use (default 2): blocks written at
 	// once, or chunk encoders within a block when there are fewer blocks.
 	Concurrency int
+}
+
+// Outage is a span [Start, End) (ms) without scrapes by replica Replica
+// (an index, 0 for the first replica).
+type Outage struct {
+	Replica    int
+	Start, End int64
 }
 
 // Defaults fills in what cfg leaves empty.
@@ -78,6 +89,11 @@ func (c *Config) Validate() error {
 		return errors.New("replicas must be at least 1")
 	case c.ScrapeInterval%time.Millisecond != 0 || c.BlockDuration%time.Millisecond != 0:
 		return errors.New("scrape interval and block duration must be whole milliseconds")
+	}
+	for _, o := range c.Outages {
+		if o.Replica < 0 || o.Replica >= c.Replicas || o.End <= o.Start {
+			return fmt.Errorf("outage %+v: want a replica in [0, %d) and End after Start", o, c.Replicas)
+		}
 	}
 	seen := map[string]bool{}
 	for _, v := range c.ReplicaValues[:c.Replicas] {

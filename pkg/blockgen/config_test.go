@@ -17,6 +17,8 @@ func TestConfigValidate(t *testing.T) {
 		{name: "empty range", change: func(c *Config) { c.MaxTime = c.MinTime }, wantErr: "max time"},
 		{name: "sub-millisecond interval", change: func(c *Config) { c.ScrapeInterval = 1500 * time.Microsecond }, wantErr: "whole milliseconds"},
 		{name: "block shorter than a scrape", change: func(c *Config) { c.BlockDuration = time.Second }, wantErr: "block duration"},
+		{name: "outage of a missing replica", change: func(c *Config) { c.Outages = []Outage{{Replica: 2, Start: 0, End: 1}} }, wantErr: "outage"},
+		{name: "empty outage", change: func(c *Config) { c.Outages = []Outage{{Replica: 1, Start: 5, End: 5}} }, wantErr: "outage"},
 		{name: "duplicate replica names", change: func(c *Config) { c.ReplicaValues = []string{"x", "x"} }, wantErr: "distinct"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

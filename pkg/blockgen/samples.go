@@ -24,6 +24,7 @@ type sampleGen struct {
 	mint, maxt int64
 	phase      int64 // the target's scrape phase
 	jitterSpan uint64
+	outages    []Outage // of this replica, overlapping [mint, maxt)
 
 	// The buckets of a classic histogram are adjacent in label order and
 	// share one request counter: the first bucket's counter values are
@@ -57,6 +58,12 @@ func (g *sampleGen) reset(cfg *Config, d *seriesDef, replica int, mint, maxt int
 	g.mint, g.maxt = mint, maxt
 	g.k = g.firstScrapeAtOrAfter(mint)
 	g.phase, g.jitterSpan = scrapePhase(g.seed, g.iv, d.target)
+	g.outages = g.outages[:0]
+	for _, o := range cfg.Outages {
+		if o.Replica == replica && o.Start < maxt && o.End > mint {
+			g.outages = append(g.outages, o)
+		}
+	}
 	g.n = 0
 	g.sharedFilled = false
 	if d.kind == kindBucket || d.kind == kindHistCount {
@@ -88,7 +95,7 @@ func (g *sampleGen) next() bool {
 			return false
 		}
 		g.k++
-		if t < g.mint {
+		if t < g.mint || g.inOutage(t) {
 			continue
 		}
 		g.t = t
@@ -113,6 +120,15 @@ func (g *sampleGen) next() bool {
 		g.n++
 		return true
 	}
+}
+
+func (g *sampleGen) inOutage(t int64) bool {
+	for _, o := range g.outages {
+		if t >= o.Start && t < o.End {
+			return true
+		}
+	}
+	return false
 }
 
 // SeriesSet returns what replica's blocks hold for cfg: every generated

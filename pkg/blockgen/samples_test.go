@@ -155,7 +155,7 @@ func TestSeriesSetSeek(t *testing.T) {
 func TestParallelEncodingWritesSameBytes(t *testing.T) {
 	cfg := testConfig()
 	cfg.Targets = 30 // ~1500 series: several batches
-	cfg.Replicas = 1
+	cfg.Replicas, cfg.Outages = 1, nil
 	cfg.MinTime = cfg.MaxTime - time.Hour.Milliseconds()
 	var files [2]map[string][]byte
 	for i, conc := range []int{1, 3} {
