@@ -57,7 +57,7 @@ func (g *sampleGen) reset(cfg *Config, d *seriesDef, replica int, mint, maxt int
 	g.seed, g.iv, g.replica, g.d = uint64(cfg.Seed), cfg.ScrapeInterval.Milliseconds(), replica, d
 	g.mint, g.maxt = mint, maxt
 	g.k = g.firstScrapeAtOrAfter(mint)
-	g.phase, g.jitterSpan = scrapePhase(g.seed, g.iv, d.target)
+	g.phase, g.jitterSpan = scrapePhase(g.seed, g.iv, int(d.target))
 	g.outages = g.outages[:0]
 	for _, o := range cfg.Outages {
 		if o.Replica == replica && o.Start < maxt && o.End > mint {
@@ -87,7 +87,7 @@ func (g *sampleGen) firstScrapeAtOrAfter(t int64) int64 {
 func (g *sampleGen) next() bool {
 	for {
 		k := g.k
-		t := k*g.iv + g.phase + scrapeJitter(g.seed, g.jitterSpan, g.d.target, g.replica, k)
+		t := k*g.iv + g.phase + scrapeJitter(g.seed, g.jitterSpan, int(g.d.target), g.replica, k)
 		if t >= g.maxt {
 			if g.d.kind == kindBucket || g.d.kind == kindHistCount {
 				g.shared.ok = true

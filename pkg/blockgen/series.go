@@ -26,20 +26,23 @@ const (
 // rates as a 15s one.
 const valueStepMs = 15000
 
-// seriesDef describes one series and how its values are made.
+// seriesDef describes one series and how its values are made. A million
+// series keep a million of these in memory, so it is kept small: the
+// series of a histogram share one params.
 type seriesDef struct {
-	lset   labels.Labels
-	kind   kind
-	target int     // scrape target: sets the scrape phase
-	p      params  // value function parameters (shared by a histogram's series)
-	scale  float64 // counters and gauges: unit multiplier
+	lset  labels.Labels
+	p     *params // value function parameters
+	scale float64 // counters and gauges: unit multiplier
 	// Histograms: each bucket's share of the observations (one array per
-	// histogram, shared by its series) and, for a classic _bucket series,
-	// the index of its le bound (len(shares)-1 for +Inf and _count).
+	// histogram, shared by its series).
 	shares []float64
-	le     int
 	// kindCPUIdle: the cpu's other modes.
 	others *[3]params
+	target int32 // scrape target: sets the scrape phase
+	kind   kind
+	// Classic _bucket: the index of its le bound (len(shares)-1 for +Inf
+	// and _count).
+	le uint8
 }
 
 // params of a value function, derived from a hash so they are deterministic.
@@ -54,10 +57,10 @@ type params struct {
 	noiseSeed  uint64
 }
 
-func newParams(h uint64) params {
+func newParams(h uint64) *params {
 	u := func(i uint64) float64 { return float64(splitmix(h+i)>>11) / (1 << 53) }
 	phase := 2 * math.Pi * u(3)
-	return params{
+	return &params{
 		rate:       1 + 40*u(1),
 		omega:      2 * math.Pi / (120 + 2000*u(2)),
 		phase:      phase,
@@ -153,7 +156,7 @@ func catalog(cfg *Config) []seriesDef {
 	seed := uint64(cfg.Seed)
 	// Counters reset when their process restarts: all series of a target's
 	// job at once.
-	var restart params
+	var restart *params
 	add := func(d seriesDef) {
 		d.p.resetEvery, d.p.resetPhase = restart.resetEvery, restart.resetPhase
 		defs = append(defs, d)
@@ -171,20 +174,20 @@ func catalog(cfg *Config) []seriesDef {
 				// Hundredths of a second per 15s step.
 				p.rate = []float64{20, 120, 260}[mi] * busy
 				p.resetEvery, p.resetPhase = restart.resetEvery, restart.resetPhase
-				others[mi] = p
-				add(seriesDef{kind: kindCounter, target: t, p: p, scale: 0.01, lset: labels.FromStrings(
+				others[mi] = *p
+				add(seriesDef{kind: kindCounter, target: int32(t), p: p, scale: 0.01, lset: labels.FromStrings(
 					"__name__", "node_cpu_seconds_total", "cpu", fmt.Sprint(cpu), "instance", node, "job", "node", "mode", mode)})
 			}
-			add(seriesDef{kind: kindCPUIdle, target: t, p: newParams(th + uint64(cpu*16)*97), scale: 0.01, others: others, lset: labels.FromStrings(
+			add(seriesDef{kind: kindCPUIdle, target: int32(t), p: newParams(th + uint64(cpu*16)*97), scale: 0.01, others: others, lset: labels.FromStrings(
 				"__name__", "node_cpu_seconds_total", "cpu", fmt.Sprint(cpu), "instance", node, "job", "node", "mode", "idle")})
 		}
-		add(seriesDef{kind: kindGauge, target: t, p: newParams(th + 1001), scale: 16e9, lset: labels.FromStrings(
+		add(seriesDef{kind: kindGauge, target: int32(t), p: newParams(th + 1001), scale: 16e9, lset: labels.FromStrings(
 			"__name__", "node_memory_MemAvailable_bytes", "instance", node, "job", "node")})
-		add(seriesDef{kind: kindGauge, target: t, p: newParams(th + 1002), scale: 4, lset: labels.FromStrings(
+		add(seriesDef{kind: kindGauge, target: int32(t), p: newParams(th + 1002), scale: 4, lset: labels.FromStrings(
 			"__name__", "node_load1", "instance", node, "job", "node")})
 		pn := newParams(th + 1003)
 		pn.rate *= 20000
-		add(seriesDef{kind: kindCounter, target: t, p: pn, scale: 1, lset: labels.FromStrings(
+		add(seriesDef{kind: kindCounter, target: int32(t), p: pn, scale: 1, lset: labels.FromStrings(
 			"__name__", "node_network_receive_bytes_total", "device", "eth0", "instance", node, "job", "node")})
 
 		api := host + ":8080"
@@ -197,7 +200,7 @@ func catalog(cfg *Config) []seriesDef {
 					if code == "500" {
 						p.rate *= 0.01
 					}
-					add(seriesDef{kind: kindCounter, target: t, p: p, scale: 1, lset: labels.FromStrings(
+					add(seriesDef{kind: kindCounter, target: int32(t), p: p, scale: 1, lset: labels.FromStrings(
 						"__name__", "http_requests_total", "code", code, "handler", handler, "instance", api, "job", "api", "method", method)})
 				}
 			}
@@ -205,17 +208,17 @@ func catalog(cfg *Config) []seriesDef {
 			median := 0.02 + 0.3*hp.base
 			shares := classicShares(median)
 			for i, le := range bucketBounds {
-				add(seriesDef{kind: kindBucket, target: t, p: hp, shares: shares, le: i, lset: labels.FromStrings(
+				add(seriesDef{kind: kindBucket, target: int32(t), p: hp, shares: shares, le: uint8(i), lset: labels.FromStrings(
 					"__name__", "http_request_duration_seconds_bucket", "handler", handler, "instance", api, "job", "api", "le", formatLe(le))})
 			}
-			add(seriesDef{kind: kindBucket, target: t, p: hp, shares: shares, le: len(bucketBounds), lset: labels.FromStrings(
+			add(seriesDef{kind: kindBucket, target: int32(t), p: hp, shares: shares, le: uint8(len(bucketBounds)), lset: labels.FromStrings(
 				"__name__", "http_request_duration_seconds_bucket", "handler", handler, "instance", api, "job", "api", "le", "+Inf")})
-			add(seriesDef{kind: kindHistSum, target: t, p: hp, scale: median * 1.3, lset: labels.FromStrings(
+			add(seriesDef{kind: kindHistSum, target: int32(t), p: hp, scale: median * 1.3, lset: labels.FromStrings(
 				"__name__", "http_request_duration_seconds_sum", "handler", handler, "instance", api, "job", "api")})
-			add(seriesDef{kind: kindHistCount, target: t, p: hp, shares: shares, le: len(bucketBounds), lset: labels.FromStrings(
+			add(seriesDef{kind: kindHistCount, target: int32(t), p: hp, shares: shares, le: uint8(len(bucketBounds)), lset: labels.FromStrings(
 				"__name__", "http_request_duration_seconds_count", "handler", handler, "instance", api, "job", "api")})
 			if cfg.NativeHistograms {
-				add(seriesDef{kind: kindNative, target: t, p: hp, scale: median, shares: nativeShares(median), lset: labels.FromStrings(
+				add(seriesDef{kind: kindNative, target: int32(t), p: hp, scale: median, shares: nativeShares(median), lset: labels.FromStrings(
 					"__name__", "http_request_duration_native_seconds", "handler", handler, "instance", api, "job", "api")})
 			}
 		}
@@ -291,7 +294,7 @@ func (d *seriesDef) histogramAt(x float64, h *histogram.Histogram) {
 // buckets non-monotonic.
 func (d *seriesDef) cumulativeCount(count float64) float64 {
 	var cum float64
-	for _, share := range d.shares[:d.le+1] {
+	for _, share := range d.shares[:int(d.le)+1] {
 		cum += math.Floor(count * share)
 	}
 	return cum
