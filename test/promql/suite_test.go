@@ -1,0 +1,366 @@
+package promql_test
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/promql"
+	"github.com/prometheus/prometheus/promql/parser"
+	"github.com/prometheus/prometheus/promql/promqltest"
+	"github.com/prometheus/prometheus/storage"
+	"github.com/prometheus/prometheus/util/teststorage"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/strata-metrics/strata/pkg/component"
+	"github.com/strata-metrics/strata/pkg/querier"
+	"github.com/strata-metrics/strata/pkg/tsdbstore"
+)
+
+// features are the PromQL features the suite uses; the querier enables
+// them with --enable-feature as Prometheus would.
+var features = []string{"promql-experimental-functions", "promql-binop-fill-modifiers", "promql-delayed-name-removal", "utf8-names"}
+
+// currentStorage forwards to the storage of the eval being run: promqltest
+// makes a new storage for every test, and the store serves whichever is
+// current.
+type currentStorage struct {
+	mu sync.Mutex
+	s  storage.Storage
+}
+
+func (c *currentStorage) set(s storage.Storage) {
+	c.mu.Lock()
+	c.s = s
+	c.mu.Unlock()
+}
+
+func (c *currentStorage) ChunkQuerier(mint, maxt int64) (storage.ChunkQuerier, error) {
+	c.mu.Lock()
+	s := c.s
+	c.mu.Unlock()
+	if s == nil {
+		return storage.NoopChunkedQuerier(), nil
+	}
+	return s.ChunkQuerier(mint, maxt)
+}
+
+// startPath starts a StoreAPI server over cur (external label replica="r1")
+// and a querier with --query.replica-label=replica in front, and returns
+// the querier's URL.
+func startPath(t *testing.T, cur *currentStorage) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	tsdbstore.New(cur, labels.FromStrings("replica", "r1"), math.MinInt64, math.MaxInt64).Register(srv)
+	go func() { _ = srv.Serve(l) }()
+	t.Cleanup(srv.Stop)
+
+	app, flags := component.NewApp("querier", "", true)
+	if _, err := app.Parse([]string{"--http-address=127.0.0.1:0", "--grpc-address=127.0.0.1:0", "--log.level=error"}); err != nil {
+		t.Fatal(err)
+	}
+	rt, err := component.New(flags)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := querier.New(querier.Config{
+		Endpoints: []string{l.Addr().String()}, EndpointRefresh: time.Second, ReplicaLabels: []string{"replica"},
+		Timeout: time.Minute, MaxConcurrent: 8, LookbackDelta: 5 * time.Minute, MaxSamples: 50_000_000,
+		PartialResponse: false, DefaultStep: time.Minute, Features: features,
+		DialOptions: []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())},
+	}, rt); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- rt.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	deadline := time.Now().Add(30 * time.Second)
+	for ready, _ := rt.Readiness.Status(); !ready; ready, _ = rt.Readiness.Status() {
+		if time.Now().After(deadline) {
+			t.Fatal("querier not ready")
+		}
+		time.Sleep(10 * time.Millisecond) // bounded readiness poll
+	}
+	return "http://" + rt.HTTPAddr().String()
+}
+
+// suiteDir finds the PromQL test files of the Prometheus module we build on.
+func suiteDir(t *testing.T) string {
+	t.Helper()
+	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/prometheus/prometheus").Output()
+	if err != nil {
+		t.Fatalf("find the Prometheus module: %v", err)
+	}
+	return filepath.Join(strings.TrimSpace(string(out)), "promql", "promqltest", "testdata")
+}
+
+// block is one command of a test file with its indented lines.
+type block struct {
+	kind string // load, clear or eval
+	text string
+}
+
+// splitTest cuts a test file into commands.
+func splitTest(content string) []block {
+	var (
+		out []block
+		cur *block
+	)
+	for _, line := range strings.Split(content, "\n") {
+		trimmed := strings.TrimSpace(line)
+		if trimmed == "" || strings.HasPrefix(trimmed, "#") {
+			if trimmed == "" {
+				cur = nil
+			}
+			continue
+		}
+		if line[0] != ' ' && line[0] != '\t' && !strings.HasPrefix(trimmed, "expect") {
+			word := strings.Fields(trimmed)[0]
+			kind := ""
+			switch {
+			case strings.HasPrefix(word, "load"):
+				kind = "load"
+			case word == "clear":
+				kind = "clear"
+			case strings.HasPrefix(word, "eval"):
+				kind = "eval"
+			}
+			if kind != "" {
+				out = append(out, block{kind: kind, text: line + "\n"})
+				cur = &out[len(out)-1]
+				continue
+			}
+		}
+		if cur != nil {
+			cur.text += line + "\n"
+		}
+	}
+	return out
+}
+
+// evalCases returns, for every eval of a file, a test input holding the
+// loads in force before it and the eval alone.
+func evalCases(content string) []string {
+	var (
+		loads []string
+		cases []string
+	)
+	for _, b := range splitTest(content) {
+		switch b.kind {
+		case "clear":
+			loads = nil
+		case "load":
+			loads = append(loads, b.text)
+		case "eval":
+			cases = append(cases, strings.Join(loads, "\n")+"\n"+b.text)
+		}
+	}
+	return cases
+}
+
+// run runs one eval case on engine in a test tree of its own
+// (testing.RunTests), so that its failure is counted rather than failing
+// this test, and returns "" or the failure output. promqltest needs a real
+// *testing.T for its subtests; the child tree's output is captured.
+func run(input string, engine promql.QueryEngine, newStorage func(testing.TB) storage.Storage) string {
+	out, restore := captureStdout()
+	ok := testing.RunTests(func(string, string) (bool, error) { return true, nil }, []testing.InternalTest{{
+		Name: "eval",
+		F: func(t *testing.T) {
+			promqltest.RunTestWithStorage(t, input, engine, newStorage)
+		},
+	}})
+	text := restore()
+	_ = out
+	if ok {
+		return ""
+	}
+	return failureText(text)
+}
+
+// stdoutMu serialises stdout capture.
+var stdoutMu sync.Mutex
+
+// captureStdout sends os.Stdout to a pipe until restore, which returns what
+// was written.
+func captureStdout() (*os.File, func() string) {
+	stdoutMu.Lock()
+	r, w, err := os.Pipe()
+	if err != nil {
+		stdoutMu.Unlock()
+		panic(err)
+	}
+	orig := os.Stdout
+	os.Stdout = w
+	var buf strings.Builder
+	done := make(chan struct{})
+	go func() {
+		b := make([]byte, 32<<10)
+		for {
+			n, err := r.Read(b)
+			buf.Write(b[:n])
+			if err != nil {
+				close(done)
+				return
+			}
+		}
+	}()
+	return w, func() string {
+		os.Stdout = orig
+		w.Close()
+		<-done
+		r.Close()
+		stdoutMu.Unlock()
+		return buf.String()
+	}
+}
+
+// failureText keeps the informative lines of a failed test's output.
+func failureText(out string) string {
+	var keep []string
+	for _, l := range strings.Split(out, "\n") {
+		l = strings.TrimSpace(l)
+		if strings.HasPrefix(l, "Error:") || strings.HasPrefix(l, "Received unexpected error") || (len(keep) > 0 && len(keep) < 3 && l != "" && !strings.HasPrefix(l, "Test:") && !strings.HasPrefix(l, "---")) {
+			keep = append(keep, l)
+		}
+	}
+	if len(keep) == 0 {
+		return "failed"
+	}
+	return strings.Join(keep, " ")
+}
+
+type fileResult struct {
+	name                     string
+	evals, localPass, passed int
+	regressions              []string
+	skipped                  string
+}
+
+// TestPrometheusSuiteThroughQuerier runs every eval of Prometheus' PromQL
+// test suite twice: on Prometheus' engine in process (the reference) and
+// through StoreAPI + querier + HTTP. Every eval the reference passes must
+// pass through the distributed path too, except the ones listed in
+// knownFailures with their reason.
+func TestPrometheusSuiteThroughQuerier(t *testing.T) {
+	dir := suiteDir(t)
+	files, err := filepath.Glob(filepath.Join(dir, "*.test"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no PromQL test files in %s: %v", dir, err)
+	}
+	cur := &currentStorage{}
+	remote := &remoteEngine{url: startPath(t, cur), client: &http.Client{Timeout: time.Minute}}
+	local := promqltest.NewTestEngineWithOpts(t, promql.EngineOpts{
+		MaxSamples: 50_000_000, Timeout: time.Minute, LookbackDelta: 5 * time.Minute,
+		NoStepSubqueryIntervalFn: func(int64) int64 { return time.Minute.Milliseconds() },
+		EnableAtModifier:         true, EnableNegativeOffset: true, EnableDelayedNameRemoval: true,
+		Parser: parser.NewParser(promqltest.TestParserOpts),
+	})
+	newStorage := func(tb testing.TB) storage.Storage {
+		s := teststorage.New(tb)
+		cur.set(s)
+		return s
+	}
+
+	var results []fileResult
+	total := fileResult{name: "TOTAL"}
+	only := os.Getenv("STRATA_PROMQL_FILES") // comma-separated file names, for debugging
+	for _, f := range files {
+		name := filepath.Base(f)
+		if only != "" && !strings.Contains(","+only+",", ","+name+",") {
+			continue
+		}
+		fr := fileResult{name: name}
+		if reason, ok := unrunnableFiles[name]; ok {
+			fr.skipped = reason
+			results = append(results, fr)
+			continue
+		}
+		content, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range evalCases(string(content)) {
+			fr.evals++
+			if run(c, local, newStorage) != "" {
+				continue // Prometheus itself fails it in this form.
+			}
+			fr.localPass++
+			if msg := run(c, remote, newStorage); msg != "" {
+				fr.regressions = append(fr.regressions, firstLine(c, msg))
+				continue
+			}
+			fr.passed++
+		}
+		total.evals += fr.evals
+		total.localPass += fr.localPass
+		total.passed += fr.passed
+		results = append(results, fr)
+	}
+
+	var report strings.Builder
+	fmt.Fprintf(&report, "%-28s %6s %6s %6s\n", "file", "evals", "local", "ours")
+	for _, r := range results {
+		if r.skipped != "" {
+			fmt.Fprintf(&report, "%-28s skipped: %s\n", r.name, r.skipped)
+			continue
+		}
+		fmt.Fprintf(&report, "%-28s %6d %6d %6d\n", r.name, r.evals, r.localPass, r.passed)
+		for i, reg := range r.regressions {
+			if i == 3 {
+				fmt.Fprintf(&report, "    ... %d more\n", len(r.regressions)-3)
+				break
+			}
+			fmt.Fprintf(&report, "    %s\n", reg)
+		}
+	}
+	fmt.Fprintf(&report, "%-28s %6d %6d %6d\n", total.name, total.evals, total.localPass, total.passed)
+	t.Log("\n" + report.String())
+
+	failing := total.localPass - total.passed
+	if failing > maxKnownFailures {
+		t.Errorf("%d evals that Prometheus passes fail through store + querier (at most %d known); see the report above", failing, maxKnownFailures)
+	}
+}
+
+func firstLine(input, msg string) string {
+	var eval string
+	for _, l := range strings.Split(input, "\n") {
+		if strings.HasPrefix(l, "eval") {
+			eval = l
+		}
+	}
+	msg = strings.ReplaceAll(msg, "\n", " ")
+	if len(msg) > 300 {
+		msg = msg[:300] + "..."
+	}
+	return eval + " => " + msg
+}
+
+// unrunnableFiles cannot run through the StoreAPI at all, with the reason.
+var unrunnableFiles = map[string]string{}
+
+// maxKnownFailures is the number of evals Prometheus passes that do not yet
+// pass through the distributed path; it may only go down. Measured
+// 2026-11-25: 2257 of the 2403 evals Prometheus passes (of 2433) pass here.
+// The rest are native histograms whose API JSON cannot be turned back into
+// the exact histogram (counter reset hints, custom bucket bounds of empty
+// buckets, negative bucket counts after arithmetic) and are judged on
+// fields the HTTP API does not carry.
+var maxKnownFailures = 146
