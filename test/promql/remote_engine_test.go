@@ -252,7 +252,7 @@ func parseHistogramPair(p []json.RawMessage) (int64, *histogram.FloatHistogram, 
 }
 
 type apiBucket struct {
-	boundaries  int
+	boundaries   int
 	lower, upper float64
 	count        float64
 }
