@@ -52,6 +52,22 @@ type sharedKey struct {
 	mint, maxt int64
 }
 
+// maxJitterMs bounds how far a replica's scrape lands after the target's
+// nominal scrape time.
+const maxJitterMs = 4
+
+// scrapePhase is target's offset within the scrape interval and the number
+// of jitter values its scrapes can take.
+func scrapePhase(seed uint64, iv int64, target int) (phase int64, jitterSpan uint64) {
+	phase = int64(splitmix(seed^uint64(target)<<1) % uint64(iv))
+	// Less jitter than half an interval keeps timestamps increasing.
+	return phase, uint64(min(maxJitterMs, iv/2) + 1)
+}
+
+func scrapeJitter(seed, span uint64, target, replica int, k int64) int64 {
+	return int64(splitmix(seed^uint64(target)<<20^uint64(replica)<<44^uint64(k)) % span)
+}
+
 // reset points g at the start of series d of replica in [mint, maxt).
 func (g *sampleGen) reset(cfg *Config, d *seriesDef, replica int, mint, maxt int64) {
 	g.seed, g.iv, g.replica, g.d = uint64(cfg.Seed), cfg.ScrapeInterval.Milliseconds(), replica, d
