@@ -241,3 +241,26 @@ func TestCPUModesAddUpToOneCore(t *testing.T) {
 		}
 	}
 }
+
+func TestSeriesSetErrors(t *testing.T) {
+	cfg := testConfig()
+	for _, tc := range []struct {
+		name    string
+		replica int
+		change  func(*Config)
+	}{
+		{name: "replica out of range", replica: 2, change: func(*Config) {}},
+		{name: "invalid config", change: func(c *Config) { c.Targets = 0 }},
+	} {
+		c := cfg
+		tc.change(&c)
+		ss := SeriesSet(c, tc.replica, c.MinTime, c.MaxTime)
+		if ss.Next() || ss.Err() == nil {
+			t.Errorf("%s: no error", tc.name)
+		}
+	}
+	// A range outside the data selects nothing.
+	if ss := SeriesSet(cfg, 0, cfg.MaxTime, cfg.MaxTime+3600_000); ss.Next() || ss.Err() != nil {
+		t.Fatalf("series after MaxTime: err %v", ss.Err())
+	}
+}

@@ -12,13 +12,14 @@ import (
 type kind uint8
 
 const (
-	kindCounter kind = iota
-	kindGauge
-	kindBucket    // classic histogram _bucket series
-	kindHistSum   // classic histogram _sum
-	kindHistCount // classic histogram _count
-	kindNative    // native (integer) histogram
-	kindCPUIdle   // node_cpu_seconds_total{mode="idle"}: what the other modes leave
+	kindCounter   kind = iota
+	kindGauge          // rounded to hundredths
+	kindBytes          // a gauge of bytes, in whole KiB as /proc/meminfo has them
+	kindBucket         // classic histogram _bucket series
+	kindHistSum        // classic histogram _sum
+	kindHistCount      // classic histogram _count
+	kindNative         // native (integer) histogram
+	kindCPUIdle        // node_cpu_seconds_total{mode="idle"}: what the other modes leave
 )
 
 // valueStepMs is the time unit of the value functions: rates are per 15s
@@ -181,7 +182,7 @@ func catalog(cfg *Config) []seriesDef {
 			add(seriesDef{kind: kindCPUIdle, target: int32(t), p: newParams(th + uint64(cpu*16)*97), scale: 0.01, others: others, lset: labels.FromStrings(
 				"__name__", "node_cpu_seconds_total", "cpu", fmt.Sprint(cpu), "instance", node, "job", "node", "mode", "idle")})
 		}
-		add(seriesDef{kind: kindGauge, target: int32(t), p: newParams(th + 1001), scale: 16e9, lset: labels.FromStrings(
+		add(seriesDef{kind: kindBytes, target: int32(t), p: newParams(th + 1001), scale: 16e9, lset: labels.FromStrings(
 			"__name__", "node_memory_MemAvailable_bytes", "instance", node, "job", "node")})
 		add(seriesDef{kind: kindGauge, target: int32(t), p: newParams(th + 1002), scale: 4, lset: labels.FromStrings(
 			"__name__", "node_load1", "instance", node, "job", "node")})
@@ -248,7 +249,9 @@ func (d *seriesDef) floatAt(x float64, k int64) float64 {
 	case kindCPUIdle:
 		return d.idleAt(x) * d.scale
 	case kindGauge:
-		return math.Round(d.p.gaugeAt(x, k)*d.scale*1000) / 1000
+		return math.Round(d.p.gaugeAt(x, k)*d.scale*100) / 100
+	case kindBytes:
+		return math.Round(d.p.gaugeAt(x, k)*d.scale/1024) * 1024
 	case kindHistSum:
 		return math.Round(d.p.counterAt(x)*d.scale*1e6) / 1e6
 	case kindBucket, kindHistCount:
