@@ -14,7 +14,7 @@ TEST_TIMEOUT  ?= 60m
 
 export PATH := $(TOOLS_BIN):$(PATH)
 
-.PHONY: all build test unit-test compat-test lint proto bench tools minio demo clean
+.PHONY: all build test compat-test lint proto bench tools minio demo docs clean
 
 all: build
 
@@ -57,6 +57,10 @@ $(TOOLS_BIN)/prometheus $(TOOLS_BIN)/promtool:
 $(TOOLS_BIN)/minio:
 	@mkdir -p $(TOOLS_BIN)
 	GOBIN=$(TOOLS_BIN) $(GO) install github.com/minio/minio@$(MINIO_VERSION)
+
+# Regenerates the flag reference in docs/components from the binaries' --help.
+docs: build
+	STRATA_BIN_DIR=$(BIN_DIR) $(GO) test ./docs -run TestFlagReferenceIsCurrent -update -count=1
 
 clean:
 	rm -rf $(BIN_DIR)
