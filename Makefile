@@ -58,6 +58,19 @@ $(TOOLS_BIN)/minio:
 	@mkdir -p $(TOOLS_BIN)
 	GOBIN=$(TOOLS_BIN) $(GO) install github.com/minio/minio@$(MINIO_VERSION)
 
+# The whole system on 127.0.0.1 over a filesystem bucket (DEMO_OBJSTORE=<file>
+# for another objstore config); Ctrl-C stops it.
+demo: build tools
+	bash examples/demo/demo.sh
+
+# A MinIO for the demo on 127.0.0.1:9000 (bucket "demo"); writes
+# .demo/minio-objstore.yml to pass as DEMO_OBJSTORE.
+minio: tools
+	mkdir -p .demo/minio/demo
+	printf 'type: S3\nconfig:\n  bucket: demo\n  endpoint: 127.0.0.1:9000\n  access_key: strata-demo\n  secret_key: strata-demo-secret\n  insecure: true\n' > .demo/minio-objstore.yml
+	@echo "DEMO_OBJSTORE=$(CURDIR)/.demo/minio-objstore.yml make demo   # in another terminal"
+	MINIO_ROOT_USER=strata-demo MINIO_ROOT_PASSWORD=strata-demo-secret MINIO_BROWSER=off $(TOOLS_BIN)/minio server .demo/minio --address 127.0.0.1:9000 --console-address 127.0.0.1:9001
+
 # Regenerates the flag reference in docs/components from the binaries' --help.
 docs: build
 	STRATA_BIN_DIR=$(BIN_DIR) $(GO) test ./docs -run TestFlagReferenceIsCurrent -update -count=1
