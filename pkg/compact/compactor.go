@@ -1,0 +1,356 @@
+package compact
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/oklog/ulid/v2"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+	"github.com/prometheus/prometheus/storage"
+	"github.com/prometheus/prometheus/tsdb"
+	"github.com/prometheus/prometheus/tsdb/chunkenc"
+	"github.com/thanos-io/objstore"
+
+	"github.com/strata-metrics/strata/pkg/block"
+)
+
+// Config of the compactor.
+type Config struct {
+	DataDir string
+	// Ranges are the compaction levels in ms (DefaultRanges when empty).
+	Ranges []int64
+	// Retention per resolution (ms → duration); 0 or absent keeps forever.
+	Retention map[int64]time.Duration
+	// DeleteDelay is how long a block marked for deletion stays, so that
+	// store gateways can switch to its replacement first.
+	DeleteDelay time.Duration
+	// ConsistencyDelay: blocks younger than this (by ULID time) are left
+	// alone, their upload may still be settling.
+	ConsistencyDelay time.Duration
+	// PartialUploadAge: partial blocks older than this are removed.
+	PartialUploadAge time.Duration
+	// VerticalCompaction merges overlapping blocks instead of halting.
+	VerticalCompaction bool
+	// ReplicaLabels of HA replicas: their blocks are grouped together and
+	// merged into one deduplicated block without these labels.
+	ReplicaLabels []string
+	Concurrency   int
+}
+
+// Compactor compacts one bucket.
+type Compactor struct {
+	cfg    Config
+	bkt    objstore.Bucket
+	lister *block.Lister
+	logger *slog.Logger
+	m      *metrics
+}
+
+type metrics struct {
+	runs, runFailures, compactions, deletions, marked, partialDeleted prometheus.Counter
+	halted                                                            *prometheus.GaugeVec
+	groups, blocksToCompact, lastSuccess                              prometheus.Gauge
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	f := promauto.With(reg)
+	return &metrics{
+		runs:            f.NewCounter(prometheus.CounterOpts{Name: "strata_compactor_runs_total", Help: "Compaction runs started."}),
+		runFailures:     f.NewCounter(prometheus.CounterOpts{Name: "strata_compactor_run_failures_total", Help: "Compaction runs that failed."}),
+		compactions:     f.NewCounter(prometheus.CounterOpts{Name: "strata_compactor_compactions_total", Help: "Blocks written by compaction."}),
+		deletions:       f.NewCounter(prometheus.CounterOpts{Name: "strata_compactor_blocks_deleted_total", Help: "Blocks deleted after their deletion delay."}),
+		marked:          f.NewCounter(prometheus.CounterOpts{Name: "strata_compactor_blocks_marked_for_deletion_total", Help: "Blocks marked for deletion (compacted away or past retention)."}),
+		partialDeleted:  f.NewCounter(prometheus.CounterOpts{Name: "strata_compactor_partial_uploads_deleted_total", Help: "Abandoned partial uploads removed."}),
+		halted:          f.NewGaugeVec(prometheus.GaugeOpts{Name: "strata_compactor_group_halted", Help: "1 when a group is halted, for example on overlapping blocks."}, []string{"group"}),
+		groups:          f.NewGauge(prometheus.GaugeOpts{Name: "strata_compactor_groups", Help: "Compaction groups in the bucket."}),
+		blocksToCompact: f.NewGauge(prometheus.GaugeOpts{Name: "strata_compactor_blocks_to_compact", Help: "Blocks in groups with compaction work left, at the end of the last run."}),
+		lastSuccess:     f.NewGauge(prometheus.GaugeOpts{Name: "strata_compactor_last_successful_run_timestamp_seconds", Help: "When the last run finished without error."}),
+	}
+}
+
+// New returns a compactor of bkt.
+func New(cfg Config, bkt objstore.InstrumentedBucket, logger *slog.Logger, reg prometheus.Registerer) (*Compactor, error) {
+	if len(cfg.Ranges) == 0 {
+		cfg.Ranges = DefaultRanges
+	}
+	if cfg.PartialUploadAge == 0 {
+		cfg.PartialUploadAge = 48 * time.Hour
+	}
+	if cfg.Concurrency < 1 {
+		cfg.Concurrency = 1
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return nil, fmt.Errorf("create --data-dir: %w", err)
+	}
+	return &Compactor{cfg: cfg, bkt: bkt, lister: block.NewLister(bkt, 16), logger: logger, m: newMetrics(reg)}, nil
+}
+
+// RunOnce does one pass: clean up, delete what is due, compact every group
+// until nothing is left to compact, apply retention.
+func (c *Compactor) RunOnce(ctx context.Context) error {
+	c.m.runs.Inc()
+	if err := c.runOnce(ctx); err != nil {
+		c.m.runFailures.Inc()
+		return err
+	}
+	c.m.lastSuccess.SetToCurrentTime()
+	return nil
+}
+
+func (c *Compactor) runOnce(ctx context.Context) error {
+	listing, err := c.lister.List(ctx)
+	if err != nil {
+		return err
+	}
+	c.cleanPartial(ctx, listing)
+	if err := c.deleteDue(ctx, listing); err != nil {
+		return err
+	}
+	if err := c.markRedundant(ctx, listing); err != nil {
+		return err
+	}
+
+	var errs []error
+	for {
+		listing, err = c.lister.List(ctx)
+		if err != nil {
+			return err
+		}
+		groups := groupBlocks(c.eligible(listing), c.cfg.ReplicaLabels)
+		c.m.groups.Set(float64(len(groups)))
+		progressed, left := false, 0
+		errs = errs[:0]
+		for _, g := range groups {
+			srcs, dedupMerge, err := planGroup(g, c.cfg.Ranges, c.cfg.VerticalCompaction, c.cfg.ReplicaLabels)
+			var ov *OverlapError
+			if errors.As(err, &ov) {
+				ov.Group = g.Key
+				c.m.halted.WithLabelValues(g.Key).Set(1)
+				c.logger.Error("compaction group halted", "group", g.Key, "err", ov)
+				errs = append(errs, ov)
+				continue
+			}
+			c.m.halted.WithLabelValues(g.Key).Set(0)
+			if len(srcs) == 0 {
+				continue
+			}
+			left += len(srcs)
+			if err := c.compact(ctx, g, srcs, dedupMerge); err != nil {
+				errs = append(errs, fmt.Errorf("compact group %s: %w", g.Key, err))
+				continue
+			}
+			progressed = true
+		}
+		c.m.blocksToCompact.Set(float64(left))
+		if !progressed {
+			break
+		}
+	}
+	if err := c.applyRetention(ctx, listing); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// eligible returns the complete blocks the compactor may touch: not marked
+// for deletion or no-compact, and older than the consistency delay.
+func (c *Compactor) eligible(l *block.Listing) []*block.Meta {
+	var out []*block.Meta
+	cutoff := time.Now().Add(-c.cfg.ConsistencyDelay)
+	for id, m := range l.Metas {
+		if l.DeletionMarks[id] != nil || l.NoCompactMarks[id] != nil {
+			continue
+		}
+		if ulid.Time(id.Time()).After(cutoff) {
+			continue
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// compact downloads the sources, merges them into one block, uploads it
+// and marks the sources for deletion. The new block is complete (meta.json
+// last) before any source is marked, so a crash at any point leaves either
+// the sources alone or the new block plus sources: queries may see both
+// for a while (store gateways and the querier deduplicate identical
+// samples), and the next run marks the sources again.
+func (c *Compactor) compact(ctx context.Context, g *Group, srcs []*block.Meta, dedupMerge bool) error {
+	dir := filepath.Join(c.cfg.DataDir, "compact", fmt.Sprintf("%x", g.Labels.Hash()))
+	if err := os.RemoveAll(dir); err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	var dirs []string
+	for _, m := range srcs {
+		if _, err := block.Download(ctx, c.logger, c.bkt, m.ULID, dir); err != nil {
+			return err
+		}
+		dirs = append(dirs, filepath.Join(dir, m.ULID.String()))
+	}
+	merge := storage.NewCompactingChunkSeriesMerger(storage.ChainedSeriesMerge)
+	if dedupMerge {
+		merge = dedupChunkMerge
+	}
+	comp, err := tsdb.NewLeveledCompactorWithOptions(ctx, nil, c.logger, c.cfg.Ranges, chunkenc.NewPool(), tsdb.LeveledCompactorOptions{
+		MergeFunc: merge, EnableOverlappingCompaction: true,
+	})
+	if err != nil {
+		return fmt.Errorf("create tsdb compactor: %w", err)
+	}
+	ids, err := comp.Compact(dir, dirs, nil)
+	if err != nil {
+		return fmt.Errorf("compact blocks %v: %w", ulids(srcs), err)
+	}
+	for _, id := range ids {
+		out := filepath.Join(dir, id.String())
+		pm, err := block.ReadMeta(out)
+		if err != nil {
+			return err
+		}
+		// A stream's own labels, or the group's (without replica labels)
+		// once replicas are merged.
+		lbls := srcs[0].Thanos.Labels
+		if dedupMerge {
+			lbls = g.Labels.Map()
+		}
+		pm.Thanos = block.Thanos{Version: 1, Labels: lbls, Downsample: block.Downsample{Resolution: g.Resolution}, Source: block.SourceCompactor}
+		if err := block.UploadWithMeta(ctx, c.logger, c.bkt, out, pm); err != nil {
+			return err
+		}
+		c.m.compactions.Inc()
+		c.logger.Info("compacted blocks", "group", g.Key, "sources", ulids(srcs), "result", id,
+			"min_time", time.UnixMilli(pm.MinTime).UTC(), "max_time", time.UnixMilli(pm.MaxTime).UTC(), "level", pm.Compaction.Level)
+	}
+	for _, m := range srcs {
+		if _, err := block.MarkForDeletion(ctx, c.logger, c.bkt, m.ULID, "compacted into a larger block"); err != nil {
+			return err
+		}
+		c.m.marked.Inc()
+	}
+	return nil
+}
+
+func ulids(ms []*block.Meta) []string {
+	out := make([]string, len(ms))
+	for i, m := range ms {
+		out[i] = m.ULID.String()
+	}
+	return out
+}
+
+// markRedundant marks for deletion blocks whose data another block already
+// holds (all their sources are among its sources): what a compaction left
+// behind when it was interrupted after uploading its result.
+func (c *Compactor) markRedundant(ctx context.Context, l *block.Listing) error {
+	for id, m := range l.Metas {
+		if l.DeletionMarks[id] != nil {
+			continue
+		}
+		for oid, o := range l.Metas {
+			if oid == id || l.DeletionMarks[oid] != nil || o.Thanos.Downsample.Resolution != m.Thanos.Downsample.Resolution ||
+				len(o.Compaction.Sources) <= len(m.Compaction.Sources) || !subset(m.Compaction.Sources, o.Compaction.Sources) {
+				continue
+			}
+			if _, err := block.MarkForDeletion(ctx, c.logger, c.bkt, id, "data already in block "+oid.String()); err != nil {
+				return err
+			}
+			l.DeletionMarks[id] = &block.DeletionMark{ID: id}
+			c.m.marked.Inc()
+			break
+		}
+	}
+	return nil
+}
+
+func subset(a, b []ulid.ULID) bool {
+	in := map[ulid.ULID]bool{}
+	for _, x := range b {
+		in[x] = true
+	}
+	for _, x := range a {
+		if !in[x] {
+			return false
+		}
+	}
+	return true
+}
+
+// deleteDue deletes blocks whose deletion mark is older than the delay.
+func (c *Compactor) deleteDue(ctx context.Context, l *block.Listing) error {
+	for id, mark := range l.DeletionMarks {
+		if time.Since(time.Unix(mark.DeletionTime, 0)) < c.cfg.DeleteDelay {
+			continue
+		}
+		if err := block.Delete(ctx, c.logger, c.bkt, id); err != nil {
+			return err
+		}
+		c.m.deletions.Inc()
+	}
+	return nil
+}
+
+// cleanPartial removes partial uploads old enough that no upload can still
+// be running: an uploader writes meta.json within minutes.
+func (c *Compactor) cleanPartial(ctx context.Context, l *block.Listing) {
+	age := max(c.cfg.PartialUploadAge, c.cfg.ConsistencyDelay)
+	for id := range l.Partial {
+		if time.Since(ulid.Time(id.Time())) < age {
+			continue
+		}
+		if err := block.Delete(ctx, c.logger, c.bkt, id); err != nil {
+			c.logger.Warn("cannot remove partial upload", "block", id, "err", err)
+			continue
+		}
+		c.m.partialDeleted.Inc()
+		c.logger.Info("removed abandoned partial upload", "block", id)
+	}
+}
+
+// applyRetention marks blocks past their resolution's retention.
+func (c *Compactor) applyRetention(ctx context.Context, l *block.Listing) error {
+	for id, m := range l.Metas {
+		keep := c.cfg.Retention[m.Thanos.Downsample.Resolution]
+		if keep <= 0 || l.DeletionMarks[id] != nil {
+			continue
+		}
+		if time.Since(time.UnixMilli(m.MaxTime)) <= keep {
+			continue
+		}
+		if _, err := block.MarkForDeletion(ctx, c.logger, c.bkt, id, fmt.Sprintf("past retention of %s", keep)); err != nil {
+			return err
+		}
+		c.m.marked.Inc()
+	}
+	return nil
+}
+
+// Run runs the compactor every interval until ctx ends; a failed run is
+// logged and retried at the next interval.
+func (c *Compactor) Run(ctx context.Context, interval time.Duration) error {
+	for {
+		start := time.Now()
+		if err := c.RunOnce(ctx); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			c.logger.Error("compaction run failed; retrying at the next interval", "err", err)
+		} else {
+			c.logger.Info("compaction run done", "took", time.Since(start).Round(time.Millisecond))
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(interval):
+		}
+	}
+}
