@@ -128,6 +128,9 @@ func New(cfg Config, rt *component.Runtime) (*Querier, error) {
 		Endpoints:        eps.Status,
 	})
 	api.Register(rt.Mux)
+	if rt.GRPC != nil {
+		(&storeServer{q: q, stores: eps.Stores}).register(rt.GRPC)
+	}
 	qr := &Querier{cfg: cfg, rt: rt, endpoints: eps, Queryable: q, Engine: engine}
 	rt.AddService("endpoints", func(ctx context.Context) error {
 		// The first refresh decides readiness: the querier can answer once

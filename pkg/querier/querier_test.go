@@ -82,8 +82,15 @@ func serveStore(t *testing.T, dir string, ext labels.Labels) (addr string, stop 
 	return l.Addr().String(), srv.Stop
 }
 
-// startQuerier runs a querier over the endpoints and returns its API client.
+// startQuerier runs a querier over the endpoints and returns its API client
+// and HTTP URL.
 func startQuerier(t *testing.T, endpoints ...string) (promv1.API, string) {
+	api, url, _ := startQuerierGRPC(t, endpoints...)
+	return api, url
+}
+
+// startQuerierGRPC also returns the querier's gRPC address.
+func startQuerierGRPC(t *testing.T, endpoints ...string) (promv1.API, string, string) {
 	t.Helper()
 	app, flags := component.NewApp("querier", "", true)
 	if _, err := app.Parse([]string{"--http-address=127.0.0.1:0", "--grpc-address=127.0.0.1:0", "--log.level=error"}); err != nil {
@@ -122,7 +129,7 @@ func startQuerier(t *testing.T, endpoints ...string) (promv1.API, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return promv1.NewAPI(c), url
+	return promv1.NewAPI(c), url, rt.GRPCAddr().String()
 }
 
 // localEngine evaluates PromQL over one replica's data, as a single
