@@ -161,4 +161,3 @@ func (s *storeServer) LabelValues(ctx context.Context, req *storepb.LabelValuesR
 	}
 	return resp, nil
 }
-
