@@ -1,4 +1,5 @@
-// Command sidecar is Strata's sidecar. Runs next to Prometheus: ships its blocks to the bucket and serves its recent data over the StoreAPI.
+// Command sidecar is Strata's sidecar: it runs next to Prometheus, ships its
+// blocks to the bucket and serves its recent data over the StoreAPI.
 package main
 
 import (
@@ -6,11 +7,26 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/thanos-io/objstore"
+
+	"github.com/strata-metrics/strata/pkg/bucket"
 	"github.com/strata-metrics/strata/pkg/component"
+	"github.com/strata-metrics/strata/pkg/sidecar"
 )
 
 func main() {
 	app, flags := component.NewApp("sidecar", "Runs next to Prometheus: ships its blocks to the bucket and serves its recent data over the StoreAPI.", true)
+	var (
+		cfg sidecar.Config
+		bkt bucket.Config
+	)
+	app.Flag("prometheus.url", "URL of the Prometheus this sidecar runs next to.").Default("http://localhost:9090").StringVar(&cfg.PrometheusURL)
+	app.Flag("tsdb.path", "Prometheus' data directory (its --storage.tsdb.path), shared with the sidecar.").Default("./data").StringVar(&cfg.TSDBPath)
+	app.Flag("shipper.upload-compacted", "Also upload blocks Prometheus compacted locally (needed when its min and max block durations differ).").
+		Default("false").BoolVar(&cfg.UploadCompacted)
+	app.Flag("prometheus.ready_timeout", "How long to wait for Prometheus at start before giving up; 0 waits forever.").Default("10m").DurationVar(&cfg.ReadyTimeout)
+	app.Flag("sync-interval", "How often to look for new blocks and re-read Prometheus' external labels.").Default("30s").DurationVar(&cfg.Refresh)
+	bucket.RegisterFlags(app, &bkt)
 	if _, err := app.Parse(os.Args[1:]); err != nil {
 		fmt.Fprintf(os.Stderr, "strata-sidecar: %v\n", err)
 		os.Exit(2)
@@ -20,9 +36,19 @@ func main() {
 		fmt.Fprintf(os.Stderr, "strata-sidecar: %v\n", err)
 		os.Exit(1)
 	}
-	// The sidecar itself lands with its own issue; until then the binary only
-	// serves the shared runtime and says so in /-/ready.
-	rt.Readiness.SetNotReady("the sidecar is not implemented yet")
+	var b objstore.Bucket
+	if !bkt.Empty() {
+		ib, err := bucket.NewFromConfig(context.Background(), rt.Logger, rt.Registry, bkt, "sidecar")
+		if err != nil {
+			rt.Logger.Error("cannot open the bucket", "err", err)
+			os.Exit(1)
+		}
+		b = ib
+	}
+	if _, err := sidecar.New(cfg, rt, b); err != nil {
+		rt.Logger.Error("cannot start the sidecar", "err", err)
+		os.Exit(1)
+	}
 	if err := rt.Run(context.Background()); err != nil {
 		rt.Logger.Error("exiting", "err", err)
 		os.Exit(1)

@@ -1,0 +1,223 @@
+package promclient
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gogo/protobuf/proto"
+	"github.com/golang/snappy"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/prompb"
+	"github.com/prometheus/prometheus/storage/remote"
+	"go.yaml.in/yaml/v2"
+)
+
+// Client is a client of one Prometheus.
+type Client struct {
+	base *url.URL
+	hc   *http.Client
+}
+
+// New returns a client of the Prometheus at rawURL.
+func New(rawURL string, hc *http.Client) (*Client, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil || u.Scheme == "" || u.Host == "" {
+		return nil, fmt.Errorf("--prometheus.url %q is not an absolute URL", rawURL)
+	}
+	if hc == nil {
+		hc = &http.Client{}
+	}
+	return &Client{base: u, hc: hc}, nil
+}
+
+// URL is the Prometheus' address.
+func (c *Client) URL() string { return c.base.String() }
+
+func (c *Client) endpoint(path string, q url.Values) string {
+	u := *c.base
+	u.Path = strings.TrimSuffix(u.Path, "/") + path
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+// getJSON GETs an API path and decodes its data field into out.
+func (c *Client) getJSON(ctx context.Context, path string, q url.Values, out any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.endpoint(path, q), nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("GET %s: %w", path, err)
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Status string          `json:"status"`
+		Error  string          `json:"error"`
+		Data   json.RawMessage `json:"data"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		return fmt.Errorf("GET %s: HTTP %d, cannot decode the answer: %w", path, resp.StatusCode, err)
+	}
+	if body.Status != "success" {
+		return fmt.Errorf("GET %s: HTTP %d: %s", path, resp.StatusCode, body.Error)
+	}
+	return json.Unmarshal(body.Data, out)
+}
+
+// ExternalLabels reads global.external_labels from the running config.
+func (c *Client) ExternalLabels(ctx context.Context) (labels.Labels, error) {
+	var data struct {
+		YAML string `json:"yaml"`
+	}
+	if err := c.getJSON(ctx, "/api/v1/status/config", nil, &data); err != nil {
+		return labels.EmptyLabels(), err
+	}
+	var cfg struct {
+		Global struct {
+			ExternalLabels map[string]string `yaml:"external_labels"`
+		} `yaml:"global"`
+	}
+	if err := yaml.Unmarshal([]byte(data.YAML), &cfg); err != nil {
+		return labels.EmptyLabels(), fmt.Errorf("parse Prometheus' config: %w", err)
+	}
+	return labels.FromMap(cfg.Global.ExternalLabels), nil
+}
+
+// Flags returns Prometheus' command line flags.
+func (c *Client) Flags(ctx context.Context) (map[string]string, error) {
+	var flags map[string]string
+	err := c.getJSON(ctx, "/api/v1/status/flags", nil, &flags)
+	return flags, err
+}
+
+// HeadMinTime returns the oldest timestamp in Prometheus' head block, or
+// false when the head is empty.
+func (c *Client) HeadMinTime(ctx context.Context) (int64, bool, error) {
+	var data struct {
+		HeadStats struct {
+			NumSeries int64 `json:"numSeries"`
+			MinTime   int64 `json:"minTime"`
+		} `json:"headStats"`
+	}
+	if err := c.getJSON(ctx, "/api/v1/status/tsdb", nil, &data); err != nil {
+		return 0, false, err
+	}
+	return data.HeadStats.MinTime, data.HeadStats.NumSeries > 0, nil
+}
+
+// LabelNames returns the label names of the series matching any of match in
+// [start, end].
+func (c *Client) LabelNames(ctx context.Context, match []string, start, end int64) ([]string, error) {
+	var names []string
+	err := c.getJSON(ctx, "/api/v1/labels", rangeQuery(match, start, end), &names)
+	return names, err
+}
+
+// LabelValues returns the values of a label.
+func (c *Client) LabelValues(ctx context.Context, name string, match []string, start, end int64) ([]string, error) {
+	var vals []string
+	err := c.getJSON(ctx, "/api/v1/label/"+url.PathEscape(name)+"/values", rangeQuery(match, start, end), &vals)
+	return vals, err
+}
+
+func rangeQuery(match []string, start, end int64) url.Values {
+	q := url.Values{"match[]": match}
+	q.Set("start", formatMs(start))
+	q.Set("end", formatMs(end))
+	return q
+}
+
+func formatMs(ms int64) string {
+	// Prometheus accepts RFC3339 or Unix seconds; clamp the extremes it cannot parse.
+	const minS, maxS = -9223372036854, 9223372036854
+	s := float64(ms) / 1000
+	if s < minS {
+		s = minS
+	}
+	if s > maxS {
+		s = maxS
+	}
+	return strconv.FormatFloat(s, 'f', 3, 64)
+}
+
+// ChunkedStream is a remote read answer read one frame at a time.
+type ChunkedStream struct {
+	body   io.ReadCloser
+	reader *remote.ChunkedReader
+	resp   prompb.ChunkedReadResponse
+}
+
+// Next decodes the next frame; io.EOF at the end.
+func (s *ChunkedStream) Next() (*prompb.ChunkedReadResponse, error) {
+	s.resp.Reset()
+	if err := s.reader.NextProto(&s.resp); err != nil {
+		return nil, err
+	}
+	return &s.resp, nil
+}
+
+// Close releases the connection.
+func (s *ChunkedStream) Close() error { return s.body.Close() }
+
+// RemoteRead sends one query with streamed XOR chunks accepted and returns
+// the stream of frames. Memory stays bounded by one frame.
+func (c *Client) RemoteRead(ctx context.Context, q *prompb.Query) (*ChunkedStream, error) {
+	rr := &prompb.ReadRequest{
+		Queries:               []*prompb.Query{q},
+		AcceptedResponseTypes: []prompb.ReadRequest_ResponseType{prompb.ReadRequest_STREAMED_XOR_CHUNKS},
+	}
+	raw, err := proto.Marshal(rr)
+	if err != nil {
+		return nil, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.endpoint("/api/v1/read", nil), bytes.NewReader(snappy.Encode(nil, raw)))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Encoding", "snappy")
+	req.Header.Set("Content-Type", "application/x-protobuf")
+	req.Header.Set("X-Prometheus-Remote-Read-Version", "0.1.0")
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("remote read: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		resp.Body.Close()
+		return nil, fmt.Errorf("remote read: HTTP %d: %s", resp.StatusCode, strings.TrimSpace(string(b)))
+	}
+	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/x-streamed-protobuf; proto=prometheus.ChunkedReadResponse") {
+		resp.Body.Close()
+		return nil, fmt.Errorf("remote read: Prometheus answered %q, not streamed chunks", ct)
+	}
+	return &ChunkedStream{body: resp.Body, reader: remote.NewChunkedReader(resp.Body, 64<<20, nil)}, nil
+}
+
+// Ready tells whether Prometheus answers /-/ready.
+func (c *Client) Ready(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.endpoint("/-/ready", nil), nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return errors.New("Prometheus is not ready: " + resp.Status)
+	}
+	return nil
+}

@@ -1,0 +1,191 @@
+package sidecar
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/oklog/ulid/v2"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/thanos-io/objstore"
+
+	"github.com/strata-metrics/strata/pkg/block"
+	"github.com/strata-metrics/strata/pkg/component"
+	"github.com/strata-metrics/strata/pkg/promclient"
+	"github.com/strata-metrics/strata/pkg/shipper"
+)
+
+// Config of the sidecar, from its flags.
+type Config struct {
+	PrometheusURL   string
+	TSDBPath        string
+	UploadCompacted bool
+	ReadyTimeout    time.Duration
+	// Refresh is how often external labels, flags and the time range are
+	// read again, and blocks are looked for.
+	Refresh time.Duration
+}
+
+// Sidecar is a running sidecar.
+type Sidecar struct {
+	cfg  Config
+	rt   *component.Runtime
+	prom *promclient.Client
+	bkt  objstore.Bucket
+
+	mu      sync.RWMutex
+	ext     labels.Labels
+	minTime int64
+}
+
+// New sets the sidecar up on rt; bkt may be nil (no shipping).
+func New(cfg Config, rt *component.Runtime, bkt objstore.Bucket) (*Sidecar, error) {
+	if cfg.Refresh <= 0 {
+		cfg.Refresh = 30 * time.Second
+	}
+	if _, err := os.Stat(cfg.TSDBPath); err != nil {
+		return nil, fmt.Errorf("--tsdb.path: %w", err)
+	}
+	prom, err := promclient.New(cfg.PrometheusURL, nil)
+	if err != nil {
+		return nil, err
+	}
+	s := &Sidecar{cfg: cfg, rt: rt, prom: prom, bkt: bkt, ext: labels.EmptyLabels(), minTime: math.MinInt64}
+	if rt.GRPC != nil {
+		(&store{prom: prom, ext: s.externalLabels, minTime: s.oldest}).register(rt.GRPC)
+	}
+	rt.Readiness.SetNotReady("waiting for Prometheus at " + cfg.PrometheusURL)
+	rt.AddService("sidecar", s.run)
+	return s, nil
+}
+
+func (s *Sidecar) externalLabels() labels.Labels {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.ext
+}
+
+func (s *Sidecar) oldest() int64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.minTime
+}
+
+// errRefused is a configuration the sidecar cannot work with.
+type errRefused struct{ msg string }
+
+func (e errRefused) Error() string { return e.msg }
+
+// check reads Prometheus' settings and refuses what cannot work.
+func (s *Sidecar) check(ctx context.Context) error {
+	ext, err := s.prom.ExternalLabels(ctx)
+	if err != nil {
+		return err
+	}
+	if ext.IsEmpty() {
+		return errRefused{"Prometheus has no external labels: set global.external_labels (for example cluster and replica) in its config; the querier and the bucket need them to tell its data apart"}
+	}
+	flags, err := s.prom.Flags(ctx)
+	if err != nil {
+		return err
+	}
+	if minB, maxB := flags["storage.tsdb.min-block-duration"], flags["storage.tsdb.max-block-duration"]; minB != maxB && !s.cfg.UploadCompacted {
+		return errRefused{fmt.Sprintf("Prometheus compacts blocks locally (--storage.tsdb.min-block-duration=%s, --storage.tsdb.max-block-duration=%s): set both to the same value (2h) or pass --shipper.upload-compacted", minB, maxB)}
+	}
+	minT := s.blocksMinTime()
+	if headMin, ok, err := s.prom.HeadMinTime(ctx); err == nil && ok && headMin < minT {
+		minT = headMin
+	}
+	if minT == math.MaxInt64 {
+		minT = time.Now().UnixMilli()
+	}
+	s.mu.Lock()
+	s.ext, s.minTime = ext, minT
+	s.mu.Unlock()
+	return nil
+}
+
+// blocksMinTime is the oldest block's start in the TSDB directory.
+func (s *Sidecar) blocksMinTime() int64 {
+	minT := int64(math.MaxInt64)
+	entries, err := os.ReadDir(s.cfg.TSDBPath)
+	if err != nil {
+		return minT
+	}
+	for _, e := range entries {
+		if _, err := ulid.Parse(e.Name()); err != nil || !e.IsDir() {
+			continue
+		}
+		if m, err := block.ReadMeta(filepath.Join(s.cfg.TSDBPath, e.Name())); err == nil {
+			minT = min(minT, m.MinTime)
+		}
+	}
+	return minT
+}
+
+func (s *Sidecar) run(ctx context.Context) error {
+	logger := s.rt.Logger
+	deadline := time.Now().Add(s.cfg.ReadyTimeout)
+	for {
+		err := s.check(ctx)
+		if err == nil {
+			break
+		}
+		var refused errRefused
+		if errors.As(err, &refused) {
+			return refused
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		reason := fmt.Sprintf("Prometheus at %s does not answer: %v", s.prom.URL(), err)
+		s.rt.Readiness.SetNotReady(reason)
+		logger.Warn("waiting for Prometheus", "err", err)
+		if s.cfg.ReadyTimeout > 0 && time.Now().After(deadline) {
+			return fmt.Errorf("Prometheus not ready within --prometheus.ready_timeout=%s: %w", s.cfg.ReadyTimeout, err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(2 * time.Second):
+		}
+	}
+	logger.Info("Prometheus answered", "external_labels", s.externalLabels().String())
+	s.rt.Readiness.SetReady()
+
+	var sh *shipper.Shipper
+	if s.bkt != nil {
+		sh = shipper.New(s.cfg.TSDBPath, s.bkt, s.externalLabels, s.cfg.UploadCompacted, logger, s.rt.Registry)
+	} else {
+		logger.Info("no bucket configured: serving the StoreAPI only, not shipping blocks")
+	}
+	wait := time.Duration(0)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+		wait = s.cfg.Refresh
+		if err := s.check(ctx); err != nil {
+			var refused errRefused
+			if errors.As(err, &refused) {
+				return refused
+			}
+			s.rt.Readiness.SetNotReady(fmt.Sprintf("Prometheus at %s does not answer: %v", s.prom.URL(), err))
+			logger.Warn("cannot read Prometheus' settings; keeping the last ones", "err", err)
+		} else {
+			s.rt.Readiness.SetReady()
+		}
+		if sh != nil {
+			if _, err := sh.Sync(ctx); err != nil && ctx.Err() == nil {
+				logger.Error("shipping blocks failed; retrying at the next sync", "err", err)
+			}
+		}
+	}
+}

@@ -1,0 +1,239 @@
+package sidecar
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"slices"
+	"sort"
+
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/prompb"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/strata-metrics/strata/api/proto/infopb"
+	"github.com/strata-metrics/strata/api/proto/labelpb"
+	"github.com/strata-metrics/strata/api/proto/storepb"
+	"github.com/strata-metrics/strata/pkg/promclient"
+	"github.com/strata-metrics/strata/pkg/storeapi"
+)
+
+// store serves Prometheus' data over the StoreAPI.
+type store struct {
+	storepb.UnimplementedStoreServer
+	infopb.UnimplementedInfoServer
+	prom    *promclient.Client
+	ext     func() labels.Labels
+	minTime func() int64
+}
+
+func (s *store) register(srv *grpc.Server) {
+	storepb.RegisterStoreServer(srv, s)
+	infopb.RegisterInfoServer(srv, s)
+}
+
+// Info advertises the external labels and Prometheus' time range: its
+// oldest data to +∞.
+func (s *store) Info(context.Context, *infopb.InfoRequest) (*infopb.InfoResponse, error) {
+	return &infopb.InfoResponse{
+		LabelSets:     []*labelpb.ZLabelSet{{Labels: storeapi.LabelsToProto(s.ext())}},
+		ComponentType: "sidecar",
+		Store:         &infopb.StoreInfo{MinTime: s.minTime(), MaxTime: math.MaxInt64, SupportsWithoutReplicaLabels: true},
+	}, nil
+}
+
+func toPromMatchers(ms []*labels.Matcher) []*prompb.LabelMatcher {
+	out := make([]*prompb.LabelMatcher, 0, len(ms))
+	for _, m := range ms {
+		t := prompb.LabelMatcher_EQ
+		switch m.Type {
+		case labels.MatchNotEqual:
+			t = prompb.LabelMatcher_NEQ
+		case labels.MatchRegexp:
+			t = prompb.LabelMatcher_RE
+		case labels.MatchNotRegexp:
+			t = prompb.LabelMatcher_NRE
+		}
+		out = append(out, &prompb.LabelMatcher{Type: t, Name: m.Name, Value: m.Value})
+	}
+	return out
+}
+
+func chunkType(e prompb.Chunk_Encoding) (storepb.Chunk_Encoding, error) {
+	switch e {
+	case prompb.Chunk_XOR:
+		return storepb.Chunk_XOR, nil
+	case prompb.Chunk_HISTOGRAM:
+		return storepb.Chunk_HISTOGRAM, nil
+	case prompb.Chunk_FLOAT_HISTOGRAM:
+		return storepb.Chunk_FLOAT_HISTOGRAM, nil
+	}
+	return 0, fmt.Errorf("Prometheus sent chunk encoding %v, which the StoreAPI cannot carry", e)
+}
+
+// Series streams Prometheus' series for the request, frame by frame. When
+// replica labels are to be dropped the order changes, so the answer is
+// sorted again in memory, as Thanos' sidecar does.
+func (s *store) Series(req *storepb.SeriesRequest, srv grpc.ServerStreamingServer[storepb.SeriesResponse]) error {
+	ctx := srv.Context()
+	ms, err := storeapi.MatchersFromProto(req.Matchers)
+	if err != nil {
+		return status.Error(codes.InvalidArgument, err.Error())
+	}
+	ext := s.ext()
+	series, ok := storeapi.SplitExternalMatchers(ms, ext)
+	if !ok {
+		return nil
+	}
+	if len(series) == 0 {
+		return status.Error(codes.InvalidArgument, "no matchers specified (excluding external labels)")
+	}
+	var strip []string
+	for _, l := range req.WithoutReplicaLabels {
+		if ext.Has(l) {
+			strip = append(strip, l)
+		}
+	}
+	q := &prompb.Query{StartTimestampMs: req.MinTime, EndTimestampMs: req.MaxTime, Matchers: toPromMatchers(series)}
+	stream, err := s.prom.RemoteRead(ctx, q)
+	if err != nil {
+		return status.Error(codes.Unavailable, err.Error())
+	}
+	defer stream.Close()
+
+	var (
+		b       labels.Builder
+		pending []*storepb.Series
+		sent    int64
+	)
+	send := func(out *storepb.Series) error {
+		if req.Limit > 0 && sent >= req.Limit {
+			return nil
+		}
+		sent++
+		return srv.Send(&storepb.SeriesResponse{Result: &storepb.SeriesResponse_Series{Series: out}})
+	}
+	for {
+		frame, err := stream.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return status.Errorf(codes.Unavailable, "read Prometheus' remote read stream: %v", err)
+		}
+		for _, cs := range frame.ChunkedSeries {
+			sb := labels.NewScratchBuilder(len(cs.Labels))
+			for _, l := range cs.Labels {
+				sb.Add(l.Name, l.Value)
+			}
+			sb.Sort()
+			lset := storeapi.AttachExternalLabels(&b, sb.Labels(), ext)
+			lset = storeapi.WithoutLabels(&b, lset, strip)
+			out := &storepb.Series{Labels: storeapi.LabelsToProto(lset)}
+			if !req.SkipChunks {
+				for _, c := range cs.Chunks {
+					t, err := chunkType(c.Type)
+					if err != nil {
+						return status.Error(codes.Internal, err.Error())
+					}
+					out.Chunks = append(out.Chunks, &storepb.AggrChunk{MinTime: c.MinTimeMs, MaxTime: c.MaxTimeMs,
+						Raw: &storepb.Chunk{Type: t, Data: slices.Clone(c.Data)}})
+				}
+			}
+			if len(strip) > 0 {
+				pending = append(pending, out)
+				continue
+			}
+			if err := send(out); err != nil {
+				return err
+			}
+		}
+	}
+	if len(pending) > 0 {
+		var sb labels.ScratchBuilder
+		keys := make([]labels.Labels, len(pending))
+		for i, p := range pending {
+			keys[i] = storeapi.LabelsFromProto(&sb, p.Labels)
+		}
+		idx := make([]int, len(pending))
+		for i := range idx {
+			idx[i] = i
+		}
+		sort.SliceStable(idx, func(i, j int) bool { return labels.Compare(keys[idx[i]], keys[idx[j]]) < 0 })
+		for _, i := range idx {
+			if err := send(pending[i]); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func matchStrings(ms []*labels.Matcher) []string {
+	if len(ms) == 0 {
+		return nil
+	}
+	sel := "{"
+	for i, m := range ms {
+		if i > 0 {
+			sel += ","
+		}
+		sel += m.String()
+	}
+	return []string{sel + "}"}
+}
+
+// LabelNames asks Prometheus and adds the external labels.
+func (s *store) LabelNames(ctx context.Context, req *storepb.LabelNamesRequest) (*storepb.LabelNamesResponse, error) {
+	ms, err := storeapi.MatchersFromProto(req.Matchers)
+	if err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	ext := s.ext()
+	series, ok := storeapi.SplitExternalMatchers(ms, ext)
+	if !ok {
+		return &storepb.LabelNamesResponse{}, nil
+	}
+	names, err := s.prom.LabelNames(ctx, matchStrings(series), req.Start, req.End)
+	if err != nil {
+		return nil, status.Error(codes.Unavailable, err.Error())
+	}
+	if len(names) == 0 {
+		return &storepb.LabelNamesResponse{}, nil
+	}
+	ext.Range(func(l labels.Label) {
+		if !slices.Contains(req.WithoutReplicaLabels, l.Name) && !slices.Contains(names, l.Name) {
+			names = append(names, l.Name)
+		}
+	})
+	sort.Strings(names)
+	return &storepb.LabelNamesResponse{Names: names}, nil
+}
+
+// LabelValues asks Prometheus; an external label has its one value.
+func (s *store) LabelValues(ctx context.Context, req *storepb.LabelValuesRequest) (*storepb.LabelValuesResponse, error) {
+	ms, err := storeapi.MatchersFromProto(req.Matchers)
+	if err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	ext := s.ext()
+	series, ok := storeapi.SplitExternalMatchers(ms, ext)
+	if !ok {
+		return &storepb.LabelValuesResponse{}, nil
+	}
+	if ext.Has(req.Label) {
+		if slices.Contains(req.WithoutReplicaLabels, req.Label) {
+			return &storepb.LabelValuesResponse{}, nil
+		}
+		return &storepb.LabelValuesResponse{Values: []string{ext.Get(req.Label)}}, nil
+	}
+	vals, err := s.prom.LabelValues(ctx, req.Label, matchStrings(series), req.Start, req.End)
+	if err != nil {
+		return nil, status.Error(codes.Unavailable, err.Error())
+	}
+	return &storepb.LabelValuesResponse{Values: vals}, nil
+}
