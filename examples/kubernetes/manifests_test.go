@@ -258,4 +258,4 @@ func TestFlagsExist(t *testing.T) {
 
 // pendingComponents are binaries whose own flags have not landed yet; the
 // manifests already use their Thanos flag names.
-var pendingComponents = map[string]bool{"store": true}
+var pendingComponents = map[string]bool{}

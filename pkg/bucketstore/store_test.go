@@ -1,0 +1,348 @@
+package bucketstore
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"net"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/tsdb/chunkenc"
+	"github.com/thanos-io/objstore"
+	"github.com/thanos-io/objstore/providers/filesystem"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	"github.com/strata-metrics/strata/api/proto/infopb"
+	"github.com/strata-metrics/strata/api/proto/storepb"
+	"github.com/strata-metrics/strata/pkg/block"
+	"github.com/strata-metrics/strata/pkg/blockgen"
+	"github.com/strata-metrics/strata/pkg/storeapi"
+)
+
+var logger = slog.New(slog.DiscardHandler)
+
+func newBucket(t testing.TB) objstore.InstrumentedBucket {
+	t.Helper()
+	fs, err := filesystem.NewBucket(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return objstore.WrapWithMetrics(fs, nil, "test")
+}
+
+// serve starts a store over bkt on 127.0.0.1 and returns a client.
+func serve(t testing.TB, bkt objstore.InstrumentedBucket, cfg Config) (storepb.StoreClient, infopb.InfoClient, *Store) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	s := New(ctx, cfg, bkt, logger, prometheus.NewRegistry())
+	if err := s.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	s.Register(srv)
+	go func() { _ = srv.Serve(l) }()
+	t.Cleanup(srv.Stop)
+	conn, err := grpc.NewClient(l.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return storepb.NewStoreClient(conn), infopb.NewInfoClient(conn), s
+}
+
+type sample struct {
+	t int64
+	v float64
+}
+
+// series runs Series and returns samples within [mint, maxt] by labels.
+func series(t testing.TB, c storepb.StoreClient, req *storepb.SeriesRequest) (map[string][]sample, []string, error) {
+	t.Helper()
+	stream, err := c.Series(context.Background(), req)
+	if err != nil {
+		return nil, nil, err
+	}
+	out := map[string][]sample{}
+	var order []string
+	var sb labels.ScratchBuilder
+	for {
+		r, err := stream.Recv()
+		if err == io.EOF {
+			return out, order, nil
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		s := r.GetSeries()
+		if s == nil {
+			continue
+		}
+		key := storeapi.LabelsFromProto(&sb, s.Labels).String()
+		order = append(order, key)
+		for _, c := range s.Chunks {
+			enc, _ := storeapi.EncodingFromProto(c.Raw.Type)
+			chk, err := chunkenc.FromData(enc, c.Raw.Data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			it := chk.Iterator(nil)
+			for vt := it.Next(); vt != chunkenc.ValNone; vt = it.Next() {
+				ts := it.AtT()
+				v := -1.0
+				if vt == chunkenc.ValFloat {
+					_, v = it.At()
+				}
+				if ts >= req.MinTime && ts <= req.MaxTime {
+					out[key] = append(out[key], sample{ts, v})
+				}
+			}
+		}
+	}
+}
+
+func expected(t testing.TB, cfg blockgen.Config, mint, maxt int64, ms []*labels.Matcher) map[string][]sample {
+	t.Helper()
+	out := map[string][]sample{}
+	for r := 0; r < cfg.Replicas; r++ {
+		ext := labels.FromStrings("cluster", "c", "replica", cfg.ReplicaValues[r])
+		series, ok := storeapi.SplitExternalMatchers(ms, ext)
+		if !ok {
+			continue
+		}
+		if len(series) == 0 {
+			series = []*labels.Matcher{labels.MustNewMatcher(labels.MatchRegexp, "__name__", ".+")}
+		}
+		ss := blockgen.SeriesSet(cfg, r, mint, maxt, series...)
+		var b labels.Builder
+		for ss.Next() {
+			s := ss.At()
+			key := storeapi.AttachExternalLabels(&b, s.Labels(), ext).String()
+			it := s.Iterator(nil)
+			for vt := it.Next(); vt != chunkenc.ValNone; vt = it.Next() {
+				v := -1.0
+				if vt == chunkenc.ValFloat {
+					_, v = it.At()
+				}
+				if ts := it.AtT(); ts >= mint && ts <= maxt {
+					out[key] = append(out[key], sample{ts, v})
+				}
+			}
+		}
+		if ss.Err() != nil {
+			t.Fatal(ss.Err())
+		}
+	}
+	for k, v := range out {
+		if len(v) == 0 {
+			delete(out, k)
+		}
+	}
+	return out
+}
+
+func TestSeriesEqualsBlocks(t *testing.T) {
+	ctx := context.Background()
+	bkt := newBucket(t)
+	end := time.Date(2026, 7, 1, 0, 0, 0, 0, time.UTC).UnixMilli()
+	cfg := blockgen.Config{Seed: 11, Targets: 5, MinTime: end - 6*3600_000, MaxTime: end, Replicas: 2, NativeHistograms: true,
+		ExternalLabels: map[string]string{"cluster": "c"}}
+	if _, err := blockgen.WriteBucket(ctx, logger, cfg, bkt); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Defaults()
+	client, infoc, _ := serve(t, bkt, Config{IndexCacheBytes: 1 << 20, ChunkCacheBytes: 1 << 20})
+
+	info, err := infoc.Info(ctx, &infopb.InfoRequest{})
+	if err != nil || len(info.LabelSets) != 2 || info.Store.MinTime != cfg.MinTime || info.Store.MaxTime != cfg.MaxTime-1 {
+		t.Fatalf("Info: %v %v", info, err)
+	}
+
+	m := func(t labels.MatchType, n, v string) *labels.Matcher { return labels.MustNewMatcher(t, n, v) }
+	selectors := map[string][]*labels.Matcher{
+		"equality":        {m(labels.MatchEqual, "__name__", "node_load1")},
+		"regex":           {m(labels.MatchRegexp, "__name__", "http_requests_total|node_load1"), m(labels.MatchRegexp, "instance", "host-0000[13].*")},
+		"negative":        {m(labels.MatchEqual, "__name__", "http_requests_total"), m(labels.MatchNotEqual, "code", "200")},
+		"negative regex":  {m(labels.MatchRegexp, "__name__", "node_cpu.*"), m(labels.MatchNotRegexp, "mode", "idle|user")},
+		"empty matching":  {m(labels.MatchRegexp, "__name__", "node_.*"), m(labels.MatchEqual, "mode", "")},
+		"external label":  {m(labels.MatchEqual, "replica", "b"), m(labels.MatchEqual, "__name__", "node_load1")},
+		"no such replica": {m(labels.MatchEqual, "replica", "z"), m(labels.MatchEqual, "__name__", "node_load1")},
+		"native":          {m(labels.MatchEqual, "__name__", "http_request_duration_native_seconds")},
+	}
+	ranges := map[string][2]int64{
+		"inside a block": {end - 5*3600_000, end - 4*3600_000 - 60_000},
+		"across blocks":  {end - 5*3600_000, end - 1*3600_000},
+		"everything":     {math.MinInt64, math.MaxInt64},
+		"outside":        {end + 3600_000, end + 7200_000},
+	}
+	for sn, ms := range selectors {
+		for rn, r := range ranges {
+			t.Run(sn+"/"+rn, func(t *testing.T) {
+				pms, _ := storeapi.MatchersToProto(ms)
+				got, order, err := series(t, client, &storepb.SeriesRequest{MinTime: r[0], MaxTime: r[1], Matchers: pms})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !sort.StringsAreSorted(order) && !sortedByLabels(order) {
+					t.Fatalf("series not sorted: %v", order)
+				}
+				want := expected(t, cfg, r[0], r[1], ms)
+				for k := range got {
+					if len(got[k]) == 0 {
+						delete(got, k)
+					}
+				}
+				if len(got) != len(want) {
+					t.Fatalf("%d series, want %d", len(got), len(want))
+				}
+				for k, w := range want {
+					g := got[k]
+					if fmt.Sprint(g) != fmt.Sprint(w) {
+						t.Fatalf("%s: %d samples, want %d", k, len(g), len(w))
+					}
+				}
+			})
+		}
+	}
+
+	// without_replica_labels: replicas' series come out with equal labels,
+	// next to each other, sorted as if the label were absent.
+	pms, _ := storeapi.MatchersToProto(selectors["equality"])
+	_, order, err := series(t, client, &storepb.SeriesRequest{MinTime: math.MinInt64, MaxTime: math.MaxInt64, Matchers: pms, WithoutReplicaLabels: []string{"replica"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(order) != 10 || strings.Contains(strings.Join(order, ""), "replica") || !sortedByLabels(order) {
+		t.Fatalf("without replica labels: %v", order)
+	}
+	// limit
+	_, order, err = series(t, client, &storepb.SeriesRequest{MinTime: math.MinInt64, MaxTime: math.MaxInt64, Matchers: pms, Limit: 3})
+	if err != nil || len(order) != 3 {
+		t.Fatalf("limit 3: %d series, %v", len(order), err)
+	}
+	// label names and values
+	names, err := client.LabelNames(ctx, &storepb.LabelNamesRequest{Start: math.MinInt64, End: math.MaxInt64, WithoutReplicaLabels: []string{"replica"}})
+	if err != nil || !containsStr(names.Names, "cluster") || containsStr(names.Names, "replica") || !containsStr(names.Names, "mode") {
+		t.Fatalf("label names: %v %v", names, err)
+	}
+	vals, err := client.LabelValues(ctx, &storepb.LabelValuesRequest{Label: "job", Start: math.MinInt64, End: math.MaxInt64})
+	if err != nil || strings.Join(vals.Values, ",") != "api,node" {
+		t.Fatalf("label values: %v %v", vals, err)
+	}
+}
+
+func sortedByLabels(keys []string) bool {
+	ls := make([]labels.Labels, len(keys))
+	for i, k := range keys {
+		l, err := parseMetric(k)
+		if err != nil {
+			return false
+		}
+		ls[i] = l
+	}
+	for i := 1; i < len(ls); i++ {
+		if labels.Compare(ls[i-1], ls[i]) > 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func containsStr(s []string, v string) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+func TestLimits(t *testing.T) {
+	ctx := context.Background()
+	bkt := newBucket(t)
+	end := time.Date(2026, 7, 1, 0, 0, 0, 0, time.UTC).UnixMilli()
+	cfg := blockgen.Config{Seed: 1, Targets: 3, MinTime: end - 2*3600_000, MaxTime: end, ExternalLabels: map[string]string{"cluster": "c"}}
+	if _, err := blockgen.WriteBucket(ctx, logger, cfg, bkt); err != nil {
+		t.Fatal(err)
+	}
+	all := []*storepb.LabelMatcher{{Type: storepb.LabelMatcher_RE, Name: "__name__", Value: ".+"}}
+	client, _, _ := serve(t, bkt, Config{LimitSeries: 10, IndexCacheBytes: 1 << 20, ChunkCacheBytes: 1 << 20})
+	_, _, err := series(t, client, &storepb.SeriesRequest{MinTime: math.MinInt64, MaxTime: math.MaxInt64, Matchers: all})
+	if status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "--store.limits.request-series") {
+		t.Fatalf("want ResourceExhausted naming the series limit, got %v", err)
+	}
+	client, _, _ = serve(t, bkt, Config{LimitSamples: 1000, IndexCacheBytes: 1 << 20, ChunkCacheBytes: 1 << 20})
+	_, _, err = series(t, client, &storepb.SeriesRequest{MinTime: math.MinInt64, MaxTime: math.MaxInt64, Matchers: all})
+	if status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "--store.limits.request-samples") {
+		t.Fatalf("want ResourceExhausted naming the samples limit, got %v", err)
+	}
+}
+
+// TestBadBucket: a partial block, a deletion-marked one, one whose chunks
+// vanished and one with a corrupt index: the store starts, serves the good
+// blocks and names the bad ones.
+func TestBadBucket(t *testing.T) {
+	ctx := context.Background()
+	bkt := newBucket(t)
+	end := time.Date(2026, 7, 1, 0, 0, 0, 0, time.UTC).UnixMilli()
+	cfg := blockgen.Config{Seed: 2, Targets: 2, MinTime: end - 10*3600_000, MaxTime: end, ExternalLabels: map[string]string{"cluster": "c"}}
+	blocks, err := blockgen.WriteBucket(ctx, logger, cfg, bkt)
+	if err != nil || len(blocks) != 5 {
+		t.Fatalf("%d blocks, %v", len(blocks), err)
+	}
+	partial, marked, noChunks, badIndex := blocks[0].Meta.ULID, blocks[1].Meta.ULID, blocks[2].Meta.ULID, blocks[3].Meta.ULID
+	if err := bkt.Delete(ctx, partial.String()+"/meta.json"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := block.MarkForDeletion(ctx, logger, bkt, marked, "test"); err != nil {
+		t.Fatal(err)
+	}
+	if err := bkt.Delete(ctx, noChunks.String()+"/chunks/000001"); err != nil {
+		t.Fatal(err)
+	}
+	if err := bkt.Upload(ctx, badIndex.String()+"/index", strings.NewReader(strings.Repeat("garbage!", 100))); err != nil {
+		t.Fatal(err)
+	}
+	client, _, s := serve(t, bkt, Config{IndexCacheBytes: 1 << 20, ChunkCacheBytes: 1 << 20})
+	if n := len(s.snapshot()); n != 3 {
+		t.Fatalf("serving %d blocks, want 3 (all but the partial and the marked one)", n)
+	}
+	m := []*storepb.LabelMatcher{{Type: storepb.LabelMatcher_EQ, Name: "__name__", Value: "node_load1"}}
+	// The good block answers.
+	good := blocks[4].Meta
+	got, _, err := series(t, client, &storepb.SeriesRequest{MinTime: good.MinTime, MaxTime: good.MaxTime - 1, Matchers: m})
+	if err != nil || len(got) != 2 {
+		t.Fatalf("good block: %d series, %v", len(got), err)
+	}
+	// The broken ones fail with errors naming block and object.
+	for id, what := range map[string]string{noChunks.String(): "chunks/000001", badIndex.String(): "index"} {
+		var mt, xt int64
+		for _, b := range blocks {
+			if b.Meta.ULID.String() == id {
+				mt, xt = b.Meta.MinTime, b.Meta.MaxTime-1
+			}
+		}
+		_, _, err := series(t, client, &storepb.SeriesRequest{MinTime: mt, MaxTime: xt, Matchers: m})
+		if err == nil || !strings.Contains(err.Error(), id) {
+			t.Fatalf("query of block %s (%s broken): want an error naming it, got %v", id, what, err)
+		}
+	}
+	// And the store still serves the good one afterwards.
+	if _, _, err := series(t, client, &storepb.SeriesRequest{MinTime: good.MinTime, MaxTime: good.MaxTime - 1, Matchers: m}); err != nil {
+		t.Fatal(err)
+	}
+}
