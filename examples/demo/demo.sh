@@ -144,15 +144,18 @@ Strata is running on 127.0.0.1 (logs in $logs):
   querier              http://127.0.0.1:10902   <- point Grafana and promtool here
   bucket               $objstore
 
-Try:
-  curl 'http://127.0.0.1:10902/api/v1/query?query=sum(rate(node_cpu_seconds_total[5m]))%20by%20(mode)'
-  curl 'http://127.0.0.1:10902/api/v1/query?query=up&dedup=false'
+Try (history ends at $(date -u -d "@$end" +%FT%TZ); live data since the start):
+  curl -g 'http://127.0.0.1:10902/api/v1/query?query=up'
+  curl -g 'http://127.0.0.1:10902/api/v1/query?query=up&dedup=false'
+  curl -g 'http://127.0.0.1:10902/api/v1/query?query=sum%20by%20(mode)%20(rate(node_cpu_seconds_total[5m]))&time=$hist'
   curl http://127.0.0.1:10902/api/v1/stores
-  $tools/promtool query instant http://127.0.0.1:10902 'count(node_load1)'
+  $tools/promtool query instant --time=$hist http://127.0.0.1:10902 'count(node_load1)'
   $tools/promtool query range --start=$((end - 3 * 86400)) --end=$end --step=1h http://127.0.0.1:10902 'max(node_load1)'
   open http://127.0.0.1:10902/stores
 
 Ctrl-C stops everything.
 INFO
+stopping=0
+trap 'stopping=1; stop; exit 0' INT TERM
 wait -n "${pids[@]}" || true
-echo "A process exited; see $logs." >&2
+((stopping)) || echo "A process exited unexpectedly; see $logs." >&2
