@@ -1,0 +1,221 @@
+package bench_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/prometheus/promql"
+	"github.com/prometheus/prometheus/storage"
+	"github.com/prometheus/prometheus/tsdb"
+	"github.com/thanos-io/objstore"
+	"github.com/thanos-io/objstore/providers/filesystem"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/strata-metrics/strata/pkg/blockgen"
+	"github.com/strata-metrics/strata/pkg/bucketstore"
+	"github.com/strata-metrics/strata/pkg/compact"
+	"github.com/strata-metrics/strata/pkg/component"
+	"github.com/strata-metrics/strata/pkg/querier"
+	"github.com/strata-metrics/strata/pkg/shipper"
+)
+
+var logger = slog.New(slog.DiscardHandler)
+
+var queries = []string{
+	`sum by (job) (rate(http_requests_total[5m]))`,
+	`histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket[5m])))`,
+	`node_load1{instance="host-00007:9100"}`,
+	`topk(5, max_over_time(node_load1[1h]))`,
+	`count({__name__=~".+"})`,
+}
+
+// BenchmarkSystem prints the system table. Sized by STRATA_BENCH_SERIES
+// (default 20000) over 24h of an HA pair.
+func BenchmarkSystem(b *testing.B) {
+	series := 20000
+	if s := os.Getenv("STRATA_BENCH_SERIES"); s != "" {
+		fmt.Sscan(s, &series)
+	}
+	began := time.Now()
+	ctx := context.Background()
+	dir := b.TempDir()
+	fs, err := filesystem.NewBucket(filepath.Join(dir, "bucket"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	bkt := objstore.WrapWithMetrics(fs, reg, "bench")
+	end := time.Date(2026, 8, 1, 0, 0, 0, 0, time.UTC)
+	cfg := blockgen.Config{Seed: 1, Targets: (series + blockgen.SeriesPerTarget(false) - 1) / blockgen.SeriesPerTarget(false),
+		MinTime: end.Add(-24 * time.Hour).UnixMilli(), MaxTime: end.UnixMilli(), Replicas: 2, ExternalLabels: map[string]string{"cluster": "bench"}}
+	t0 := time.Now()
+	blocks, err := blockgen.WriteBucket(ctx, logger, cfg, bkt)
+	if err != nil {
+		b.Fatal(err)
+	}
+	genTook := time.Since(t0)
+	local := cfg
+	local.Replicas = 1
+	localDir := filepath.Join(dir, "local")
+	if _, err := blockgen.WriteDir(ctx, local, localDir); err != nil {
+		b.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(localDir, "wal"), 0o755); err != nil {
+		b.Fatal(err)
+	}
+	db, err := tsdb.OpenDBReadOnly(localDir, b.TempDir(), logger)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+
+	// Store gateway and querier, in process but over gRPC and HTTP.
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	store := bucketstore.New(sctx, bucketstore.Config{IndexCacheBytes: 256 << 20, ChunkCacheBytes: 1 << 30}, bkt, logger, nil)
+	if err := store.Sync(ctx); err != nil {
+		b.Fatal(err)
+	}
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	srv := grpc.NewServer(grpc.MaxSendMsgSize(math.MaxInt32))
+	store.Register(srv)
+	go func() { _ = srv.Serve(l) }()
+	defer srv.Stop()
+	app, flags := component.NewApp("querier", "", true)
+	if _, err := app.Parse([]string{"--http-address=127.0.0.1:0", "--grpc-address=127.0.0.1:0", "--log.level=error"}); err != nil {
+		b.Fatal(err)
+	}
+	rt, err := component.New(flags)
+	if err != nil {
+		b.Fatal(err)
+	}
+	qr, err := querier.New(querier.Config{Endpoints: []string{l.Addr().String()}, EndpointRefresh: time.Second, ReplicaLabels: []string{"replica"},
+		Timeout: 5 * time.Minute, MaxConcurrent: 4, LookbackDelta: 5 * time.Minute, MaxSamples: 500_000_000, PartialResponse: false, DefaultStep: time.Minute,
+		DialOptions: []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(math.MaxInt32))}}, rt)
+	if err != nil {
+		b.Fatal(err)
+	}
+	go func() { _ = rt.Run(sctx) }()
+	for ready, _ := rt.Readiness.Status(); !ready; ready, _ = rt.Readiness.Status() {
+		time.Sleep(10 * time.Millisecond) // readiness poll, bounded by the first endpoint refresh
+	}
+	engine := promql.NewEngine(promql.EngineOpts{Logger: logger, MaxSamples: 500_000_000, Timeout: 5 * time.Minute, LookbackDelta: 5 * time.Minute})
+
+	run := func(e *promql.Engine, q storageQueryable, qs string) (time.Duration, error) {
+		start := time.Now()
+		qry, err := e.NewRangeQuery(ctx, q, nil, qs, end.Add(-24*time.Hour), end, time.Minute)
+		if err != nil {
+			return 0, err
+		}
+		defer qry.Close()
+		if res := qry.Exec(ctx); res.Err != nil {
+			return 0, res.Err
+		}
+		return time.Since(start), nil
+	}
+	var rows []string
+	rows = append(rows, fmt.Sprintf("%-90s %10s %10s %10s %7s %9s", "query (24h, step 60s)", "local", "cold", "warm", "ratio", "GETs"))
+	for _, qs := range queries {
+		localT := best(3, func() (time.Duration, error) { return run(engine, db, qs) })
+		before := bucketGets(reg)
+		cold := best(1, func() (time.Duration, error) { return run(qr.Engine, qr.Queryable, qs) })
+		gets := bucketGets(reg) - before
+		warm := best(3, func() (time.Duration, error) { return run(qr.Engine, qr.Queryable, qs) })
+		rows = append(rows, fmt.Sprintf("%-90s %10s %10s %10s %6.2fx %9.0f", qs, localT.Round(time.Millisecond), cold.Round(time.Millisecond),
+			warm.Round(time.Millisecond), float64(warm)/float64(localT), gets))
+	}
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+
+	// Compaction throughput over the same bucket.
+	samples := blockgen.Samples(blocks)
+	c, err := compact.New(compact.Config{DataDir: filepath.Join(dir, "compact"), ReplicaLabels: []string{"replica"}}, bkt, logger, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	t0 = time.Now()
+	if err := c.RunOnce(ctx); err != nil {
+		b.Fatal(err)
+	}
+	compactTook := time.Since(t0)
+
+	// Shipping throughput: the reference blocks uploaded by the shipper.
+	shipBkt, _ := filesystem.NewBucket(filepath.Join(dir, "ship"))
+	sh := shipper.New(localDir, shipBkt, func() labels.Labels { return labels.FromStrings("replica", "a") }, false, logger, nil)
+	t0 = time.Now()
+	n, err := sh.Sync(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	shipTook := time.Since(t0)
+	var shipBytes int64
+	_ = filepath.Walk(filepath.Join(dir, "ship"), func(_ string, info os.FileInfo, err error) error {
+		if err == nil && !info.IsDir() {
+			shipBytes += info.Size()
+		}
+		return nil
+	})
+
+	fmt.Printf("\nStrata system benchmark: %d series x 24h x 2 replicas, %d samples, %d blocks (blockgen: %s, %.1fM samples/s)\n",
+		cfg.SeriesCount(), samples, len(blocks), genTook.Round(time.Millisecond), float64(samples)/genTook.Seconds()/1e6)
+	fmt.Println(strings.Join(rows, "\n"))
+	fmt.Printf("process heap after the queries (store + querier + local engine in one process): %d MiB\n", ms.HeapInuse>>20)
+	fmt.Printf("compaction with offline dedup: %s, %.1fM samples/s\n", compactTook.Round(time.Millisecond), float64(samples)/compactTook.Seconds()/1e6)
+	fmt.Printf("sidecar shipper: %d blocks, %d MiB in %s, %.0f MiB/s (filesystem bucket)\n", n, shipBytes>>20, shipTook.Round(time.Millisecond), float64(shipBytes)/(1<<20)/shipTook.Seconds())
+	fmt.Printf("ran in %s\n", time.Since(began).Round(time.Second))
+	b.ReportMetric(float64(samples)/compactTook.Seconds(), "compact-samples/s")
+}
+
+type storageQueryable = storage.Queryable
+
+func best(n int, f func() (time.Duration, error)) time.Duration {
+	var out []time.Duration
+	for i := 0; i < n; i++ {
+		d, err := f()
+		if err != nil {
+			panic(err)
+		}
+		out = append(out, d)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out[0]
+}
+
+func bucketGets(reg *prometheus.Registry) float64 {
+	mfs, _ := reg.Gather()
+	var n float64
+	for _, mf := range mfs {
+		if !strings.HasSuffix(mf.GetName(), "bucket_operations_total") {
+			continue
+		}
+		for _, m := range mf.Metric {
+			if op := label(m, "operation"); op == "get" || op == "get_range" {
+				n += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return n
+}
+
+func label(m *dto.Metric, name string) string {
+	for _, l := range m.Label {
+		if l.GetName() == name {
+			return l.GetValue()
+		}
+	}
+	return ""
+}
