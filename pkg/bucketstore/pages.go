@@ -29,6 +29,8 @@ type pageCache struct {
 type pageKey struct {
 	object string
 	page   int64
+	// end is set for assembled multi-page ranges, whose page is -(start+1).
+	end int64
 }
 
 type pageEntry struct {
@@ -118,15 +120,23 @@ func (r *objectReader) Range(start, end int) []byte {
 		r.fail(fmt.Errorf("read %s: range [%d, %d) outside the object's %d bytes", r.name, start, end, r.size))
 		return make([]byte, max(end-start, 0))
 	}
-	out := make([]byte, 0, end-start)
-	first, last := int64(start)/pageSize, int64(end-1)/pageSize
 	if end == start {
-		return out
+		return []byte{}
+	}
+	first, last := int64(start)/pageSize, int64(end-1)/pageSize
+	// Prometheus' index reader asks for whole sections again and again (the
+	// postings offset table on every postings lookup): multi-page ranges are
+	// cached assembled, and single-page ones are served without a copy.
+	rangeKey := pageKey{r.name, -1 - int64(start), int64(end)}
+	if first != last {
+		if d, ok := r.cache.get(rangeKey); ok {
+			return d
+		}
 	}
 	pages := make([][]byte, last-first+1)
 	var missing []int64
 	for p := first; p <= last; p++ {
-		if d, ok := r.cache.get(pageKey{r.name, p}); ok {
+		if d, ok := r.cache.get(pageKey{object: r.name, page: p}); ok {
 			pages[p-first] = d
 		} else {
 			missing = append(missing, p)
@@ -143,6 +153,11 @@ func (r *objectReader) Range(start, end int) []byte {
 		}
 		i = j + 1
 	}
+	if first == last {
+		lo := int64(start) - first*pageSize
+		return pages[0][lo : lo+int64(end-start) : lo+int64(end-start)]
+	}
+	out := make([]byte, 0, end-start)
 	for i, d := range pages {
 		p := first + int64(i)
 		lo, hi := int64(0), int64(len(d))
@@ -154,6 +169,7 @@ func (r *objectReader) Range(start, end int) []byte {
 		}
 		out = append(out, d[lo:hi]...)
 	}
+	r.cache.put(rangeKey, out)
 	return out
 }
 
@@ -175,7 +191,7 @@ func (r *objectReader) fetch(from, to int64, dst [][]byte) error {
 		hi := min(lo+pageSize, int64(len(buf)))
 		page := buf[lo:hi:hi]
 		dst[p-from] = page
-		r.cache.put(pageKey{r.name, p}, page)
+		r.cache.put(pageKey{object: r.name, page: p}, page)
 	}
 	return nil
 }
