@@ -108,6 +108,22 @@ func (r *replica) advanceTo(minT int64) {
 	}
 }
 
+// seekTo moves r to its first sample at or after minT. A replica far
+// behind is first moved with Seek, which skips whole chunks, to lookBehind
+// before minT, and then sample by sample, so the sample before minT is known
+// for counter reset detection.
+func (r *replica) seekTo(minT, lookBehind int64) {
+	if !r.started || (r.vt != chunkenc.ValNone && r.t < minT-lookBehind) {
+		r.vt = r.it.Seek(minT - lookBehind)
+		r.started = true
+		r.hasPrev = false
+		r.load()
+	}
+	for r.vt != chunkenc.ValNone && r.t < minT {
+		r.next()
+	}
+}
+
 // Iterator is the penalty-based merge of replica iterators.
 type Iterator struct {
 	reps    []replica
@@ -157,6 +173,16 @@ func (d *Iterator) Next() chunkenc.ValueType {
 	if d.step > 0 {
 		half, penalty = d.step/2, 2*d.step
 	}
+	// Fast path: the current replica has the next scrape. The other
+	// replicas are not touched, so only one replica is decoded while it
+	// has no gaps; they catch up with chunk-skipping seeks at a gap.
+	if c := d.cur; c >= 0 {
+		r := &d.reps[c]
+		r.advanceTo(d.lastT + 1)
+		if r.vt != chunkenc.ValNone && r.t <= d.lastT+penalty {
+			return d.emit(c)
+		}
+	}
 	pick := -1
 	for i := range d.reps {
 		r := &d.reps[i]
@@ -164,9 +190,9 @@ func (d *Iterator) Next() chunkenc.ValueType {
 		case d.lastT == math.MinInt64:
 			r.advanceTo(math.MinInt64)
 		case i == d.cur:
-			r.advanceTo(d.lastT + 1)
+			// Advanced above.
 		default:
-			r.advanceTo(d.lastT + 1 + half)
+			r.seekTo(d.lastT+1+half, 2*max(penalty, initialPenalty))
 		}
 		if r.vt == chunkenc.ValNone {
 			continue
@@ -180,10 +206,9 @@ func (d *Iterator) Next() chunkenc.ValueType {
 		d.done = true
 		return chunkenc.ValNone
 	}
-	if c := d.cur; c >= 0 && d.reps[c].vt != chunkenc.ValNone &&
-		(d.reps[c].t <= d.lastT+penalty || d.reps[c].t <= d.reps[pick].t+half) {
-		// Stay: the current replica has the next scrape, or one within
-		// half a step of the earliest (the same scrape, seen later).
+	if c := d.cur; c >= 0 && d.reps[c].vt != chunkenc.ValNone && d.reps[c].t <= d.reps[pick].t+half {
+		// The current replica's next sample is the same scrape as the
+		// earliest, seen a little later: stay.
 		pick = c
 	}
 	if d.cur < 0 {
@@ -197,6 +222,11 @@ func (d *Iterator) Next() chunkenc.ValueType {
 			}
 		}
 	}
+	return d.emit(pick)
+}
+
+// emit makes replica pick's current sample the iterator's.
+func (d *Iterator) emit(pick int) chunkenc.ValueType {
 	p := &d.reps[pick]
 	d.switched = d.cur >= 0 && pick != d.cur
 	if p.vt == chunkenc.ValFloat && d.counter {
