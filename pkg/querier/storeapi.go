@@ -3,7 +3,6 @@ package querier
 import (
 	"context"
 	"math"
-	"slices"
 
 	"github.com/prometheus/prometheus/storage"
 	"google.golang.org/grpc"
@@ -94,19 +93,11 @@ func (s *storeServer) Series(req *storepb.SeriesRequest, srv grpc.ServerStreamin
 		series := set.At()
 		out := &storepb.Series{Labels: storeapi.LabelsToProto(series.Labels())}
 		if !req.SkipChunks {
-			it := storage.NewSeriesToChunkEncoder(series).Iterator(nil)
-			for it.Next() {
-				m := it.At()
-				enc, err := storeapi.EncodingToProto(m.Chunk.Encoding())
-				if err != nil {
-					return status.Error(codes.Internal, err.Error())
-				}
-				out.Chunks = append(out.Chunks, &storepb.AggrChunk{MinTime: m.MinTime, MaxTime: m.MaxTime,
-					Raw: &storepb.Chunk{Type: enc, Data: slices.Clone(m.Chunk.Bytes())}})
-			}
-			if err := it.Err(); err != nil {
+			chks, err := storeapi.ChunksToProto(storage.NewSeriesToChunkEncoder(series).Iterator(nil))
+			if err != nil {
 				return status.Errorf(codes.Internal, "encode %s: %v", series.Labels(), err)
 			}
+			out.Chunks = chks
 		}
 		if err := srv.Send(&storepb.SeriesResponse{Result: &storepb.SeriesResponse_Series{Series: out}}); err != nil {
 			return err

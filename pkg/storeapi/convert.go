@@ -2,9 +2,11 @@ package storeapi
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/tsdb/chunkenc"
+	"github.com/prometheus/prometheus/tsdb/chunks"
 
 	"github.com/strata-metrics/strata/api/proto/labelpb"
 	"github.com/strata-metrics/strata/api/proto/storepb"
@@ -103,4 +105,20 @@ func EncodingFromProto(e storepb.Chunk_Encoding) (chunkenc.Encoding, error) {
 		return chunkenc.EncFloatHistogram, nil
 	}
 	return 0, fmt.Errorf("unknown StoreAPI chunk encoding %d", e)
+}
+
+// ChunksToProto converts a series' chunks into wire chunks, copying their
+// bytes so they outlive the chunk source.
+func ChunksToProto(it chunks.Iterator) ([]*storepb.AggrChunk, error) {
+	var out []*storepb.AggrChunk
+	for it.Next() {
+		m := it.At()
+		enc, err := EncodingToProto(m.Chunk.Encoding())
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, &storepb.AggrChunk{MinTime: m.MinTime, MaxTime: m.MaxTime,
+			Raw: &storepb.Chunk{Type: enc, Data: slices.Clone(m.Chunk.Bytes())}})
+	}
+	return out, it.Err()
 }

@@ -113,19 +113,11 @@ func (s *Store) Series(req *storepb.SeriesRequest, srv grpc.ServerStreamingServe
 		lset = storeapi.WithoutLabels(&b, lset, strip)
 		o := outSeries{lset: lset}
 		if !req.SkipChunks {
-			ci := cs.Iterator(nil)
-			for ci.Next() {
-				m := ci.At()
-				enc, err := storeapi.EncodingToProto(m.Chunk.Encoding())
-				if err != nil {
-					return status.Error(codes.Internal, err.Error())
-				}
-				o.chunks = append(o.chunks, &storepb.AggrChunk{MinTime: m.MinTime, MaxTime: m.MaxTime,
-					Raw: &storepb.Chunk{Type: enc, Data: slices.Clone(m.Chunk.Bytes())}})
+			chks, err := storeapi.ChunksToProto(cs.Iterator(nil))
+			if err != nil {
+				return status.Errorf(codes.Internal, "chunks of %s: %v", cs.Labels(), err)
 			}
-			if err := ci.Err(); err != nil {
-				return status.Errorf(codes.Internal, "iterate chunks of %s: %v", cs.Labels(), err)
-			}
+			o.chunks = chks
 		}
 		out = append(out, o)
 	}
