@@ -26,14 +26,22 @@ import (
 type remoteEngine struct {
 	url    string
 	client *http.Client
+	// export puts the eval's data where the store gateway serves it.
+	export func(storage.Queryable) error
 }
 
-func (e *remoteEngine) NewInstantQuery(_ context.Context, _ storage.Queryable, _ promql.QueryOpts, qs string, ts time.Time) (promql.Query, error) {
+func (e *remoteEngine) NewInstantQuery(_ context.Context, q storage.Queryable, _ promql.QueryOpts, qs string, ts time.Time) (promql.Query, error) {
+	if err := e.export(q); err != nil {
+		return nil, fmt.Errorf("write the eval's data to the bucket: %w", err)
+	}
 	v := url.Values{"query": {qs}, "time": {formatTime(ts)}}
 	return &remoteQuery{e: e, path: "/api/v1/query", params: v, qs: qs}, nil
 }
 
-func (e *remoteEngine) NewRangeQuery(_ context.Context, _ storage.Queryable, _ promql.QueryOpts, qs string, start, end time.Time, step time.Duration) (promql.Query, error) {
+func (e *remoteEngine) NewRangeQuery(_ context.Context, q storage.Queryable, _ promql.QueryOpts, qs string, start, end time.Time, step time.Duration) (promql.Query, error) {
+	if err := e.export(q); err != nil {
+		return nil, fmt.Errorf("write the eval's data to the bucket: %w", err)
+	}
 	v := url.Values{"query": {qs}, "start": {formatTime(start)}, "end": {formatTime(end)},
 		"step": {strconv.FormatFloat(step.Seconds(), 'f', -1, 64)}}
 	return &remoteQuery{e: e, path: "/api/v1/query_range", params: v, qs: qs}, nil
