@@ -160,6 +160,7 @@ func (s *Shipper) Sync(ctx context.Context) (int, error) {
 			// No state file: the bucket is the truth.
 			ok, err := s.bkt.Exists(ctx, m.ULID.String()+"/"+block.MetaFilename)
 			if err != nil {
+				s.failures.Inc()
 				errs = append(errs, fmt.Errorf("check block %s in the bucket: %w", m.ULID, err))
 				continue
 			}

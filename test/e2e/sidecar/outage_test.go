@@ -1,0 +1,62 @@
+package sidecar_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/strata-metrics/strata/pkg/blockgen"
+	"github.com/strata-metrics/strata/test/e2e"
+)
+
+var failures = regexp.MustCompile(`strata_shipper_upload_failures_total (\d+)`)
+
+// TestBucketOutage: with MinIO down the sidecar keeps retrying; once it is
+// back every block arrives.
+func TestBucketOutage(t *testing.T) {
+	ctx := context.Background()
+	end := time.Now().Add(-24 * time.Hour).Truncate(2 * time.Hour)
+	data := t.TempDir()
+	blocks, err := blockgen.WriteDir(ctx, blockgen.Config{Seed: 3, Targets: 2, MinTime: end.Add(-4 * time.Hour).UnixMilli(), MaxTime: end.UnixMilli()}, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prom := e2e.StartPrometheus(t, e2e.PrometheusOptions{DataDir: data, BlockDuration: 2 * time.Hour,
+		ExternalLabels: map[string]string{"cluster": "e2e", "replica": "a"}})
+	minio := e2e.StartMinIO(t)
+	bkt := minio.NewBucket(t)
+	cfgFile := filepath.Join(t.TempDir(), "objstore.yml")
+	if err := os.WriteFile(cfgFile, []byte(minio.ObjstoreConfig()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	minio.Stop()
+	sc := e2e.StartStrata(t, "sidecar", true, "", "--prometheus.url="+prom.URL, "--tsdb.path="+data, "--objstore.config-file="+cfgFile, "--sync-interval=1s")
+	e2e.Eventually(t, time.Minute, 200*time.Millisecond, func() error {
+		b, err := httpGet("http://" + sc.HTTPAddr + "/metrics")
+		if err != nil {
+			return err
+		}
+		m := failures.FindSubmatch(b)
+		if m == nil {
+			return fmt.Errorf("no failure metric yet")
+		}
+		if n, _ := strconv.Atoi(string(m[1])); n == 0 {
+			return fmt.Errorf("no failed upload yet")
+		}
+		return nil
+	})
+	minio.Restart()
+	e2e.Eventually(t, time.Minute, 200*time.Millisecond, func() error {
+		for _, b := range blocks {
+			if ok, err := bkt.Exists(ctx, b.Meta.ULID.String()+"/meta.json"); err != nil || !ok {
+				return fmt.Errorf("block %s not shipped yet (%v)", b.Meta.ULID, err)
+			}
+		}
+		return nil
+	})
+}
