@@ -32,7 +32,7 @@ func main() {
 		indexCache, chunkPool       units.Base2Bytes
 	)
 	bucket.RegisterFlags(app, &bkt)
-	app.Flag("data-dir", "Local directory for what the store derives from the bucket.").Default("./data").StringVar(&dataDir)
+	app.Flag("data-dir", "Local directory for what the store derives from the bucket: the index headers of the blocks, so that a restart needs no request to open them.").Default("./data").StringVar(&dataDir)
 	app.Flag("sync-block-duration", "How often to list the bucket for new and removed blocks.").Default("15m").DurationVar(&syncInterval)
 	app.Flag("block-sync-concurrency", "Blocks whose metadata is read at once during a sync.").Default("20").IntVar(&cfg.SyncConcurrency)
 	app.Flag("min-time", "Serve only blocks with data after this time: RFC3339, or a duration before now like -2w. For time-based sharding.").
@@ -72,6 +72,7 @@ func main() {
 	if err := os.MkdirAll(dataDir, 0o755); err != nil {
 		fail(fmt.Errorf("--data-dir: %w", err))
 	}
+	cfg.DataDir = dataDir
 
 	rt, err := component.New(flags)
 	if err != nil {

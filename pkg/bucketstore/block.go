@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"hash/crc32"
+	"os"
 	"path"
 	"sort"
 	"sync"
@@ -20,12 +21,13 @@ import (
 
 // bucketBlock is one block served from the bucket.
 type bucketBlock struct {
-	meta   *block.Meta
-	ext    labels.Labels
-	bkt    objstore.BucketReader
-	ctx    context.Context
-	pages  *pageCache
-	chunks *pageCache
+	meta    *block.Meta
+	ext     labels.Labels
+	bkt     objstore.BucketReader
+	ctx     context.Context
+	pages   *pageCache
+	chunks  *pageCache
+	dataDir string
 
 	mu       sync.Mutex
 	ir       *index.Reader
@@ -33,8 +35,8 @@ type bucketBlock struct {
 	segments []*objectReader
 }
 
-func newBucketBlock(ctx context.Context, m *block.Meta, bkt objstore.BucketReader, pages, chunkPages *pageCache) *bucketBlock {
-	return &bucketBlock{meta: m, ext: m.LabelSet(), bkt: bkt, ctx: ctx, pages: pages, chunks: chunkPages}
+func newBucketBlock(ctx context.Context, m *block.Meta, bkt objstore.BucketReader, pages, chunkPages *pageCache, dataDir string) *bucketBlock {
+	return &bucketBlock{meta: m, ext: m.LabelSet(), bkt: bkt, ctx: ctx, pages: pages, chunks: chunkPages, dataDir: dataDir}
 }
 
 // objectSize is the object's size from meta.json, or from the bucket.
@@ -65,6 +67,10 @@ func (b *bucketBlock) index() (*index.Reader, error) {
 		return nil, err
 	}
 	src := &objectReader{ctx: b.ctx, bkt: b.bkt, name: path.Join(b.meta.ULID.String(), block.IndexFilename), size: size, cache: b.pages}
+	_, haveHeader := os.Stat(headerPath(b.dataDir, b.meta.ULID.String()))
+	if err := loadHeader(b.dataDir, b.meta.ULID.String(), src.name, b.pages); err != nil {
+		return nil, err
+	}
 	ir, err := index.NewReader(src, index.DecodePostingsRaw)
 	if err != nil {
 		if rerr := src.Err(); rerr != nil {
@@ -73,6 +79,11 @@ func (b *bucketBlock) index() (*index.Reader, error) {
 		return nil, fmt.Errorf("block %s: open index: %w", b.meta.ULID, err)
 	}
 	b.ir, b.irSource = ir, src
+	if haveHeader != nil {
+		// What the reader read to open is the header: keep it for restarts.
+		// Best effort: without the header a restart only costs requests.
+		_ = writeHeader(b.dataDir, b.meta.ULID.String(), b.pages.entriesOf(src.name))
+	}
 	return ir, nil
 }
 

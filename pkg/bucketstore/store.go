@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"os"
 	"slices"
 	"sort"
 	"sync"
@@ -32,6 +33,8 @@ import (
 
 // Config of the store gateway.
 type Config struct {
+	// DataDir keeps the index headers of the blocks, so restarts are fast.
+	DataDir string
 	// MinTime and MaxTime (ms) restrict the blocks served (time sharding).
 	MinTime, MaxTime int64
 	// Relabel selects blocks by their external labels (label sharding).
@@ -154,11 +157,14 @@ func (s *Store) Sync(ctx context.Context) error {
 	for id := range s.blocks {
 		if keep[id] == nil {
 			delete(s.blocks, id)
+			if s.cfg.DataDir != "" {
+				_ = os.Remove(headerPath(s.cfg.DataDir, id.String()))
+			}
 		}
 	}
 	for id, m := range keep {
 		if s.blocks[id] == nil {
-			s.blocks[id] = newBucketBlock(s.ctx, m, s.bkt, s.pages, s.chunks)
+			s.blocks[id] = newBucketBlock(s.ctx, m, s.bkt, s.pages, s.chunks, s.cfg.DataDir)
 		}
 	}
 	s.blocksLoaded.Set(float64(len(s.blocks)))

@@ -1,0 +1,70 @@
+package bucketstore
+
+import (
+	"context"
+	"io"
+	"math"
+	"os"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/thanos-io/objstore"
+
+	"github.com/strata-metrics/strata/api/proto/storepb"
+	"github.com/strata-metrics/strata/pkg/blockgen"
+)
+
+// countingBucket counts ranged reads of index objects on a real bucket.
+type countingBucket struct {
+	objstore.InstrumentedBucket
+	indexReads atomic.Int64
+}
+
+func (b *countingBucket) GetRange(ctx context.Context, name string, off, length int64) (io.ReadCloser, error) {
+	if strings.HasSuffix(name, "/index") {
+		b.indexReads.Add(1)
+	}
+	return b.InstrumentedBucket.GetRange(ctx, name, off, length)
+}
+
+func (b *countingBucket) ReaderWithExpectedErrs(objstore.IsOpFailureExpectedFunc) objstore.BucketReader {
+	return b
+}
+
+// TestIndexHeaderSpeedsUpRestart: a store restarted on the same --data-dir
+// opens its blocks' indexes without reading them from the bucket again.
+func TestIndexHeaderSpeedsUpRestart(t *testing.T) {
+	ctx := context.Background()
+	base := newBucket(t)
+	end := time.Date(2026, 7, 1, 0, 0, 0, 0, time.UTC).UnixMilli()
+	cfg := blockgen.Config{Seed: 3, Targets: 20, MinTime: end - 2*3600_000, MaxTime: end, ExternalLabels: map[string]string{"cluster": "c"}}
+	if _, err := blockgen.WriteBucket(ctx, logger, cfg, base); err != nil {
+		t.Fatal(err)
+	}
+	dataDir := t.TempDir()
+	m := []*storepb.LabelMatcher{{Type: storepb.LabelMatcher_EQ, Name: "__name__", Value: "node_load1"}}
+	req := &storepb.SeriesRequest{MinTime: math.MinInt64, MaxTime: math.MaxInt64, Matchers: m, SkipChunks: true}
+
+	first := &countingBucket{InstrumentedBucket: base}
+	c1, _, _ := serve(t, first, Config{DataDir: dataDir, IndexCacheBytes: 1 << 20, ChunkCacheBytes: 1 << 20})
+	if _, _, err := series(t, c1, req); err != nil {
+		t.Fatal(err)
+	}
+	entries, _ := os.ReadDir(dataDir)
+	if len(entries) != 1 || !strings.HasSuffix(entries[0].Name(), ".index-header") {
+		t.Fatalf("no index header written: %v", entries)
+	}
+	restarted := &countingBucket{InstrumentedBucket: base}
+	c2, _, _ := serve(t, restarted, Config{DataDir: dataDir, IndexCacheBytes: 1 << 20, ChunkCacheBytes: 1 << 20})
+	_, order, err := series(t, c2, req)
+	if err != nil || len(order) != 20 {
+		t.Fatalf("after restart: %d series, %v", len(order), err)
+	}
+	a, b := first.indexReads.Load(), restarted.indexReads.Load()
+	t.Logf("index reads: first start %d, after restart %d", a, b)
+	if b >= a {
+		t.Fatalf("index reads after restart %d, first start %d: the header saved nothing", b, a)
+	}
+}
