@@ -17,7 +17,7 @@ import (
 )
 
 func main() {
-	app, flags := component.NewApp("compactor", "Compactor: compacts, deduplicates and applies retention to the blocks in the bucket.", false)
+	app, flags := component.NewApp("compactor", "Compactor: compacts, deduplicates, downsamples and applies retention to the blocks in the bucket.", false)
 	var (
 		cfg                      compact.Config
 		bkt                      bucket.Config
@@ -25,7 +25,6 @@ func main() {
 		waitInterval             time.Duration
 		retRaw, ret5m, ret1h     model.Duration
 		deleteDelay, consistency model.Duration
-		downsampleConcurrency    int
 	)
 	bucket.RegisterFlags(app, &bkt)
 	app.Flag("data-dir", "Directory for the blocks being compacted; safe to wipe between runs.").Default("./data").StringVar(&cfg.DataDir)
@@ -34,9 +33,9 @@ func main() {
 	app.Flag("retention.resolution-raw", "How long to keep raw blocks; 0d keeps them forever.").Default("0d").SetValue(&retRaw)
 	app.Flag("retention.resolution-5m", "How long to keep 5m downsampled blocks; 0d keeps them forever.").Default("0d").SetValue(&ret5m)
 	app.Flag("retention.resolution-1h", "How long to keep 1h downsampled blocks; 0d keeps them forever.").Default("0d").SetValue(&ret1h)
-	app.Flag("downsampling.disable", "Do not downsample. (Downsampling is not implemented yet: the compactor says so at start unless this is set.)").Default("false").BoolVar(&downsamplingOff)
+	app.Flag("downsampling.disable", "Do not downsample. By default raw blocks spanning 40h or more get a 5m block and 5m blocks spanning 10d or more a 1h block, so that long-range queries read aggregates.").Default("false").BoolVar(&downsamplingOff)
 	app.Flag("compact.concurrency", "Groups compacted at once.").Default("1").IntVar(&cfg.Concurrency)
-	app.Flag("downsample.concurrency", "Blocks downsampled at once.").Default("1").IntVar(&downsampleConcurrency)
+	app.Flag("downsample.concurrency", "Blocks downsampled at once.").Default("1").IntVar(&cfg.DownsampleConcurrency)
 	app.Flag("delete-delay", "How long a block marked for deletion stays before it is deleted, so store gateways switch to its replacement first.").Default("48h").SetValue(&deleteDelay)
 	app.Flag("consistency-delay", "Leave blocks younger than this alone: their upload may still be settling.").Default("30m").SetValue(&consistency)
 	app.Flag("compact.enable-vertical-compaction", "Merge overlapping blocks of a group instead of halting it.").Default("false").BoolVar(&cfg.VerticalCompaction)
@@ -49,15 +48,17 @@ func main() {
 	cfg.Retention = map[int64]time.Duration{
 		block.ResolutionRaw: time.Duration(retRaw), block.Resolution5m: time.Duration(ret5m), block.Resolution1h: time.Duration(ret1h),
 	}
+	cfg.Downsampling = !downsamplingOff
+	if err := compact.CheckRetention(cfg.Retention, cfg.Downsampling); err != nil {
+		fmt.Fprintf(os.Stderr, "strata-compactor: %v\n", err)
+		os.Exit(2)
+	}
 	cfg.DeleteDelay, cfg.ConsistencyDelay = time.Duration(deleteDelay), time.Duration(consistency)
 
 	rt, err := component.New(flags)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "strata-compactor: %v\n", err)
 		os.Exit(1)
-	}
-	if !downsamplingOff {
-		rt.Logger.Warn("downsampling is not implemented yet; raw blocks are kept at full resolution")
 	}
 	ctx := context.Background()
 	b, err := bucket.NewFromConfig(ctx, rt.Logger, rt.Registry, bkt, "compactor")

@@ -14,10 +14,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/tsdb"
-	"github.com/prometheus/prometheus/tsdb/chunkenc"
 	"github.com/thanos-io/objstore"
 
 	"github.com/strata-metrics/strata/pkg/block"
+	"github.com/strata-metrics/strata/pkg/downsample"
 )
 
 // Config of the compactor.
@@ -41,6 +41,10 @@ type Config struct {
 	// merged into one deduplicated block without these labels.
 	ReplicaLabels []string
 	Concurrency   int
+	// Downsampling writes 5m blocks of raw blocks spanning 40h or more, and
+	// 1h blocks of 5m blocks spanning 10 days or more.
+	Downsampling          bool
+	DownsampleConcurrency int
 }
 
 // Compactor compacts one bucket.
@@ -56,21 +60,27 @@ type metrics struct {
 	runs, runFailures, compactions, deletions, marked, partialDeleted prometheus.Counter
 	halted                                                            *prometheus.GaugeVec
 	groups, blocksToCompact, lastSuccess                              prometheus.Gauge
+	blocksToDownsample                                                prometheus.Gauge
+	downsampleFailures                                                prometheus.Counter
+	downsamples                                                       *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
 	f := promauto.With(reg)
 	return &metrics{
-		runs:            f.NewCounter(prometheus.CounterOpts{Name: "strata_compactor_runs_total", Help: "Compaction runs started."}),
-		runFailures:     f.NewCounter(prometheus.CounterOpts{Name: "strata_compactor_run_failures_total", Help: "Compaction runs that failed."}),
-		compactions:     f.NewCounter(prometheus.CounterOpts{Name: "strata_compactor_compactions_total", Help: "Blocks written by compaction."}),
-		deletions:       f.NewCounter(prometheus.CounterOpts{Name: "strata_compactor_blocks_deleted_total", Help: "Blocks deleted after their deletion delay."}),
-		marked:          f.NewCounter(prometheus.CounterOpts{Name: "strata_compactor_blocks_marked_for_deletion_total", Help: "Blocks marked for deletion (compacted away or past retention)."}),
-		partialDeleted:  f.NewCounter(prometheus.CounterOpts{Name: "strata_compactor_partial_uploads_deleted_total", Help: "Abandoned partial uploads removed."}),
-		halted:          f.NewGaugeVec(prometheus.GaugeOpts{Name: "strata_compactor_group_halted", Help: "1 when a group is halted, for example on overlapping blocks."}, []string{"group"}),
-		groups:          f.NewGauge(prometheus.GaugeOpts{Name: "strata_compactor_groups", Help: "Compaction groups in the bucket."}),
-		blocksToCompact: f.NewGauge(prometheus.GaugeOpts{Name: "strata_compactor_blocks_to_compact", Help: "Blocks in groups with compaction work left, at the end of the last run."}),
-		lastSuccess:     f.NewGauge(prometheus.GaugeOpts{Name: "strata_compactor_last_successful_run_timestamp_seconds", Help: "When the last run finished without error."}),
+		runs:               f.NewCounter(prometheus.CounterOpts{Name: "strata_compactor_runs_total", Help: "Compaction runs started."}),
+		runFailures:        f.NewCounter(prometheus.CounterOpts{Name: "strata_compactor_run_failures_total", Help: "Compaction runs that failed."}),
+		compactions:        f.NewCounter(prometheus.CounterOpts{Name: "strata_compactor_compactions_total", Help: "Blocks written by compaction."}),
+		deletions:          f.NewCounter(prometheus.CounterOpts{Name: "strata_compactor_blocks_deleted_total", Help: "Blocks deleted after their deletion delay."}),
+		marked:             f.NewCounter(prometheus.CounterOpts{Name: "strata_compactor_blocks_marked_for_deletion_total", Help: "Blocks marked for deletion (compacted away or past retention)."}),
+		partialDeleted:     f.NewCounter(prometheus.CounterOpts{Name: "strata_compactor_partial_uploads_deleted_total", Help: "Abandoned partial uploads removed."}),
+		halted:             f.NewGaugeVec(prometheus.GaugeOpts{Name: "strata_compactor_group_halted", Help: "1 when a group is halted, for example on overlapping blocks."}, []string{"group"}),
+		groups:             f.NewGauge(prometheus.GaugeOpts{Name: "strata_compactor_groups", Help: "Compaction groups in the bucket."}),
+		blocksToCompact:    f.NewGauge(prometheus.GaugeOpts{Name: "strata_compactor_blocks_to_compact", Help: "Blocks in groups with compaction work left, at the end of the last run."}),
+		blocksToDownsample: f.NewGauge(prometheus.GaugeOpts{Name: "strata_compactor_blocks_to_downsample", Help: "Blocks waiting to be downsampled in the current or last pass."}),
+		downsampleFailures: f.NewCounter(prometheus.CounterOpts{Name: "strata_compactor_downsample_failures_total", Help: "Blocks whose downsampling failed; retried next run."}),
+		downsamples:        f.NewCounterVec(prometheus.CounterOpts{Name: "strata_compactor_downsampled_blocks_total", Help: "Downsampled blocks written, by resolution."}, []string{"resolution"}),
+		lastSuccess:        f.NewGauge(prometheus.GaugeOpts{Name: "strata_compactor_last_successful_run_timestamp_seconds", Help: "When the last run finished without error."}),
 	}
 }
 
@@ -84,6 +94,12 @@ func New(cfg Config, bkt objstore.InstrumentedBucket, logger *slog.Logger, reg p
 	}
 	if cfg.Concurrency < 1 {
 		cfg.Concurrency = 1
+	}
+	if cfg.DownsampleConcurrency < 1 {
+		cfg.DownsampleConcurrency = 1
+	}
+	if err := CheckRetention(cfg.Retention, cfg.Downsampling); err != nil {
+		return nil, err
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("create --data-dir: %w", err)
@@ -152,6 +168,23 @@ func (c *Compactor) runOnce(ctx context.Context) error {
 			break
 		}
 	}
+	if c.cfg.Downsampling {
+		// Raw to 5m, then 5m to 1h: the second pass sees the first's blocks.
+		for _, p := range []struct{ from, to, minRange int64 }{
+			{block.ResolutionRaw, block.Resolution5m, downsample.RawTo5mRange},
+			{block.Resolution5m, block.Resolution1h, downsample.To1hRange},
+		} {
+			if listing, err = c.lister.List(ctx); err != nil {
+				return err
+			}
+			if _, err := c.downsamplePass(ctx, listing, p.from, p.to, p.minRange); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		if listing, err = c.lister.List(ctx); err != nil {
+			return err
+		}
+	}
 	if err := c.applyRetention(ctx, listing); err != nil {
 		errs = append(errs, err)
 	}
@@ -190,6 +223,17 @@ func (c *Compactor) compact(ctx context.Context, g *Group, srcs []*block.Meta, d
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
+	if g.Resolution != block.ResolutionRaw {
+		// Overlapping aggregate chunks cannot be merged sample by sample
+		// (Prometheus' merger would see no samples in them): refuse rather
+		// than write a block with data missing.
+		for i := 1; i < len(srcs); i++ {
+			if srcs[i].MinTime < srcs[i-1].MaxTime {
+				return fmt.Errorf("blocks %s and %s at resolution %s overlap; overlapping downsampled blocks cannot be merged: delete one of them (it can be downsampled again from raw data) or mark it with no-compact-mark.json",
+					srcs[i-1].ULID, srcs[i].ULID, resolutionName(g.Resolution))
+			}
+		}
+	}
 	var dirs []string
 	for _, m := range srcs {
 		if _, err := block.Download(ctx, c.logger, c.bkt, m.ULID, dir); err != nil {
@@ -201,7 +245,7 @@ func (c *Compactor) compact(ctx context.Context, g *Group, srcs []*block.Meta, d
 	if dedupMerge {
 		merge = dedupChunkMerge
 	}
-	comp, err := tsdb.NewLeveledCompactorWithOptions(ctx, nil, c.logger, c.cfg.Ranges, chunkenc.NewPool(), tsdb.LeveledCompactorOptions{
+	comp, err := tsdb.NewLeveledCompactorWithOptions(ctx, nil, c.logger, c.cfg.Ranges, downsample.NewPool(), tsdb.LeveledCompactorOptions{
 		MergeFunc: merge, EnableOverlappingCompaction: true,
 	})
 	if err != nil {
