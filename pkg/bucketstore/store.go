@@ -28,6 +28,7 @@ import (
 	"github.com/strata-metrics/strata/api/proto/labelpb"
 	"github.com/strata-metrics/strata/api/proto/storepb"
 	"github.com/strata-metrics/strata/pkg/block"
+	"github.com/strata-metrics/strata/pkg/downsample"
 	"github.com/strata-metrics/strata/pkg/storeapi"
 )
 
@@ -140,10 +141,6 @@ func (s *Store) Sync(ctx context.Context) error {
 			continue
 		}
 		if s.cfg.ConsistencyDelay > 0 && time.Since(ulid.Time(id.Time())) < s.cfg.ConsistencyDelay {
-			continue
-		}
-		if m.Thanos.Downsample.Resolution != block.ResolutionRaw {
-			// Downsampled blocks are not served yet.
 			continue
 		}
 		if len(s.cfg.Relabel) > 0 {
@@ -292,10 +289,7 @@ func (s *Store) Series(req *storepb.SeriesRequest, srv grpc.ServerStreamingServe
 	}
 	var all []matched
 	var strip []string
-	for _, b := range s.snapshot() {
-		if b.meta.MaxTime <= req.MinTime || b.meta.MinTime > req.MaxTime {
-			continue
-		}
+	for _, b := range blocksFor(s.snapshot(), req.MinTime, req.MaxTime, req.MaxResolutionWindow) {
 		strip = strip[:0]
 		for _, l := range req.WithoutReplicaLabels {
 			if b.ext.Has(l) {
@@ -349,6 +343,14 @@ func (s *Store) Series(req *storepb.SeriesRequest, srv grpc.ServerStreamingServe
 				enc, data, err := m.block.chunk(c.Ref)
 				if err != nil {
 					return status.Error(codes.Internal, err.Error())
+				}
+				if enc == downsample.ChunkEncAggr {
+					ac := &storepb.AggrChunk{MinTime: c.MinTime, MaxTime: c.MaxTime}
+					if err := aggrChunk(data, req.Aggregates, ac); err != nil {
+						return status.Errorf(codes.InvalidArgument, "block %s: %v", m.block.meta.ULID, err)
+					}
+					out.Chunks = append(out.Chunks, ac)
+					continue
 				}
 				typ, err := storeapi.EncodingToProto(enc)
 				if err != nil {

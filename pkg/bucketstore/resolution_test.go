@@ -1,0 +1,134 @@
+package bucketstore
+
+import (
+	"context"
+	"io"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/tsdb/chunkenc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/strata-metrics/strata/api/proto/storepb"
+	"github.com/strata-metrics/strata/pkg/block"
+	"github.com/strata-metrics/strata/pkg/blockgen"
+	"github.com/strata-metrics/strata/pkg/downsample"
+	"github.com/strata-metrics/strata/pkg/storeapi"
+)
+
+// TestServeDownsampled: two of three raw 2h blocks also exist at 5m. With
+// max_resolution_window=0 the store sends raw chunks only; with 5m it sends
+// the requested aggregates for the downsampled time and raw chunks for the
+// rest, and every raw sample is accounted for exactly once by the counts.
+func TestServeDownsampled(t *testing.T) {
+	ctx := context.Background()
+	bkt := newBucket(t)
+	end := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC).UnixMilli()
+	cfg := blockgen.Config{Seed: 9, Targets: 1, MinTime: end - 6*3600_000, MaxTime: end, Replicas: 1, ReplicaValues: []string{"a"},
+		ExternalLabels: map[string]string{"cluster": "c"}}
+	if _, err := blockgen.WriteBucket(ctx, logger, cfg, bkt); err != nil {
+		t.Fatal(err)
+	}
+	l, err := block.NewLister(bkt, 4).List(ctx)
+	if err != nil || len(l.Metas) != 3 {
+		t.Fatalf("%d blocks, err %v", len(l.Metas), err)
+	}
+	dir := t.TempDir()
+	var downsampledUntil int64
+	for _, m := range l.Metas {
+		if m.MinTime >= end-2*3600_000 {
+			continue // the newest block stays raw only
+		}
+		if _, err := block.Download(ctx, logger, bkt, m.ULID, dir); err != nil {
+			t.Fatal(err)
+		}
+		nm, err := downsample.Block(ctx, logger, m, filepath.Join(dir, m.ULID.String()), filepath.Join(dir, "out"), block.Resolution5m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := block.UploadWithMeta(ctx, logger, bkt, filepath.Join(dir, "out", nm.ULID.String()), nm); err != nil {
+			t.Fatal(err)
+		}
+		downsampledUntil = max(downsampledUntil, nm.MaxTime)
+	}
+	client, _, _ := serve(t, bkt, Config{MaxTime: end * 2})
+	all := []*storepb.LabelMatcher{{Type: storepb.LabelMatcher_RE, Name: "__name__", Value: ".+"}}
+	want := expected(t, cfg, cfg.MinTime, cfg.MaxTime, []*labels.Matcher{labels.MustNewMatcher(labels.MatchRegexp, "__name__", ".+")})
+
+	// Raw: exactly the raw samples, no aggregates.
+	got, _, err := series(t, client, &storepb.SeriesRequest{MinTime: cfg.MinTime, MaxTime: cfg.MaxTime, Matchers: all, Aggregates: []storepb.Aggr{storepb.Aggr_RAW}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(want) {
+		t.Fatalf("raw: %d series, want %d", len(got), len(want))
+	}
+	for k, ss := range want {
+		if len(got[k]) != len(ss) {
+			t.Fatalf("raw %s: %d samples, want %d", k, len(got[k]), len(ss))
+		}
+	}
+
+	// 5m with count: aggregates up to downsampledUntil, raw after.
+	stream, err := client.Series(ctx, &storepb.SeriesRequest{MinTime: cfg.MinTime, MaxTime: cfg.MaxTime, Matchers: all,
+		MaxResolutionWindow: block.Resolution5m, Aggregates: []storepb.Aggr{storepb.Aggr_COUNT}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sb labels.ScratchBuilder
+	nseries := 0
+	for {
+		r, err := stream.Recv()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := r.GetSeries()
+		if s == nil {
+			continue
+		}
+		nseries++
+		key := storeapi.LabelsFromProto(&sb, s.Labels).String()
+		var n float64
+		for _, c := range s.Chunks {
+			switch {
+			case c.Raw != nil:
+				if c.MinTime < downsampledUntil || c.Count != nil {
+					t.Fatalf("%s: raw chunk [%d,%d] where 5m data exist (until %d)", key, c.MinTime, c.MaxTime, downsampledUntil)
+				}
+				chk, _ := chunkenc.FromData(chunkenc.EncXOR, c.Raw.Data)
+				n += float64(chk.NumSamples())
+			case c.Count != nil:
+				if c.Sum != nil || c.Min != nil || c.Max != nil || c.Counter != nil || c.MaxTime >= downsampledUntil {
+					t.Fatalf("%s: aggregate chunk %v: only count was asked for, before %d", key, c, downsampledUntil)
+				}
+				chk, _ := chunkenc.FromData(chunkenc.EncXOR, c.Count.Data)
+				it := chk.Iterator(nil)
+				for it.Next() == chunkenc.ValFloat {
+					_, v := it.At()
+					n += v
+				}
+			default:
+				t.Fatalf("%s: empty chunk %v", key, c)
+			}
+		}
+		if int(n) != len(want[key]) {
+			t.Fatalf("%s: counts and raw samples add up to %v, want %d", key, n, len(want[key]))
+		}
+	}
+	if nseries != len(want) {
+		t.Fatalf("5m: %d series, want %d", nseries, len(want))
+	}
+
+	// Raw only from downsampled blocks is an error that says what to ask.
+	_, _, err = series(t, client, &storepb.SeriesRequest{MinTime: cfg.MinTime, MaxTime: cfg.MaxTime, Matchers: all,
+		MaxResolutionWindow: block.Resolution1h, Aggregates: []storepb.Aggr{storepb.Aggr_RAW}})
+	if status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("raw aggregate from a 5m block: %v", err)
+	}
+}
