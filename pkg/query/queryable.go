@@ -96,14 +96,18 @@ func (q *querier) Select(ctx context.Context, _ bool, hints *storage.SelectHints
 	if opts.PartialResponse {
 		req.PartialResponseStrategy = storepb.PartialResponseStrategy_WARN
 	}
-	counter := false
+	counter, fn := false, ""
 	if hints != nil {
+		fn = hints.Func
 		req.SkipChunks = hints.Func == "series"
 		req.QueryHints = &storepb.QueryHints{StepMillis: hints.Step, Func: &storepb.Func{Name: hints.Func},
 			Grouping: &storepb.Grouping{By: hints.By, Labels: hints.Grouping}, Range: &storepb.Range{Millis: hints.Range}}
 		req.Step, req.Range = hints.Step, hints.Range
 		req.Limit = int64(hints.Limit)
 		counter = counterFuncs[hints.Func]
+	}
+	if opts.MaxResolution > 0 {
+		req.Aggregates = aggregatesFor(fn)
 	}
 	var merge storage.VerticalSeriesMergeFunc = storage.ChainedSeriesMerge
 	if opts.Dedup && len(opts.ReplicaLabels) > 0 {
@@ -150,7 +154,7 @@ func (q *querier) openStream(ctx context.Context, st Store, req *storepb.SeriesR
 		cancel()
 		return nil, fmt.Errorf("store %s: series: %w", st.Name(), err)
 	}
-	return &seriesStream{store: st.Name(), rank: replicaRank(st, opts.ReplicaLabels), stream: stream, cancel: cancel, partial: opts.PartialResponse}, nil
+	return &seriesStream{store: st.Name(), aggrs: req.Aggregates, rank: replicaRank(st, opts.ReplicaLabels), stream: stream, cancel: cancel, partial: opts.PartialResponse}, nil
 }
 
 // replicaRank is the replica label values of a store with one label set:

@@ -3,20 +3,25 @@ package query
 import (
 	"fmt"
 	"math"
+	"slices"
+	"strings"
 
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/tsdb/chunkenc"
 
 	"github.com/strata-metrics/strata/api/proto/storepb"
+	"github.com/strata-metrics/strata/pkg/downsample"
 	"github.com/strata-metrics/strata/pkg/storeapi"
 )
 
-// chunkSeries is a series received from a store: labels and raw chunks.
+// chunkSeries is a series received from a store: labels and chunks, raw or
+// (from downsampled blocks) the aggregates aggrs asked for.
 type chunkSeries struct {
 	lset   labels.Labels
 	chunks []*storepb.AggrChunk
 	rank   string
+	aggrs  []storepb.Aggr
 }
 
 // ReplicaRank tells dedup which replica the series comes from.
@@ -25,12 +30,127 @@ func (s *chunkSeries) ReplicaRank() string { return s.rank }
 func (s *chunkSeries) Labels() labels.Labels { return s.lset }
 
 func (s *chunkSeries) Iterator(it chunkenc.Iterator) chunkenc.Iterator {
+	if slices.Equal(s.aggrs, counterAggr) && !allRaw(s.chunks) {
+		// Counter aggregates carry their resets in their values and raw
+		// values at their edges: one iterator over all chunks applies the
+		// resets so that rate() sees the true increase, also across the
+		// boundary between downsampled and raw data.
+		its := make([]chunkenc.Iterator, 0, len(s.chunks))
+		for _, c := range s.chunks {
+			sub, err := chunkIterator(c, s.aggrs)
+			if err != nil {
+				return errIterator{err}
+			}
+			its = append(its, sub)
+		}
+		return downsample.NewCounterIterator(its...)
+	}
 	ci, ok := it.(*chunksIterator)
 	if !ok {
 		ci = &chunksIterator{}
 	}
-	ci.reset(s.chunks)
+	ci.reset(s.chunks, s.aggrs)
 	return ci
+}
+
+func allRaw(chks []*storepb.AggrChunk) bool {
+	for _, c := range chks {
+		if c.Raw == nil {
+			return false
+		}
+	}
+	return true
+}
+
+// chunkIterator returns the samples of one chunk: its raw data, or the
+// aggregate that stands in for them.
+func chunkIterator(c *storepb.AggrChunk, aggrs []storepb.Aggr) (chunkenc.Iterator, error) {
+	if c.Raw != nil {
+		return decode(c.Raw, nil)
+	}
+	if len(aggrs) == 2 && aggrs[0] == storepb.Aggr_COUNT && aggrs[1] == storepb.Aggr_SUM {
+		cnt, err := decode(c.Count, nil)
+		if err != nil {
+			return nil, fmt.Errorf("count: %w", err)
+		}
+		sum, err := decode(c.Sum, nil)
+		if err != nil {
+			return nil, fmt.Errorf("sum: %w", err)
+		}
+		return downsample.NewAverageIterator(cnt, sum), nil
+	}
+	if len(aggrs) == 1 {
+		var sub *storepb.Chunk
+		switch aggrs[0] {
+		case storepb.Aggr_COUNT:
+			sub = c.Count
+		case storepb.Aggr_SUM:
+			sub = c.Sum
+		case storepb.Aggr_MIN:
+			sub = c.Min
+		case storepb.Aggr_MAX:
+			sub = c.Max
+		case storepb.Aggr_COUNTER:
+			sub = c.Counter
+		}
+		if sub != nil {
+			return decode(sub, nil)
+		}
+	}
+	return nil, fmt.Errorf("store sent chunk [%d, %d] without raw data or the aggregates %v asked for", c.MinTime, c.MaxTime, aggrs)
+}
+
+func decode(c *storepb.Chunk, reuse chunkenc.Iterator) (chunkenc.Iterator, error) {
+	if c == nil {
+		return nil, fmt.Errorf("missing chunk")
+	}
+	enc, err := storeapi.EncodingFromProto(c.Type)
+	if err != nil {
+		return nil, err
+	}
+	chk, err := chunkenc.FromData(enc, c.Data)
+	if err != nil {
+		return nil, fmt.Errorf("decode chunk: %w", err)
+	}
+	return chk.Iterator(reuse), nil
+}
+
+// errIterator is an iterator that failed before its first sample.
+type errIterator struct{ err error }
+
+func (e errIterator) Next() chunkenc.ValueType                                       { return chunkenc.ValNone }
+func (e errIterator) Seek(int64) chunkenc.ValueType                                  { return chunkenc.ValNone }
+func (e errIterator) At() (int64, float64)                                           { return 0, 0 }
+func (e errIterator) AtHistogram(*histogram.Histogram) (int64, *histogram.Histogram) { return 0, nil }
+func (e errIterator) AtFloatHistogram(*histogram.FloatHistogram) (int64, *histogram.FloatHistogram) {
+	return 0, nil
+}
+func (e errIterator) AtT() int64  { return 0 }
+func (e errIterator) AtST() int64 { return 0 }
+func (e errIterator) Err() error  { return e.err }
+
+// counterAggr is what the querier asks for under rate() and its kin.
+var counterAggr = []storepb.Aggr{storepb.Aggr_COUNTER}
+
+// aggregatesFor picks the aggregates of downsampled data that best stand
+// in for raw samples under PromQL function fn, as Thanos does: min and max
+// functions read min and max, count functions count, sum_over_time sums,
+// rate-like functions the counter, and anything else the average.
+func aggregatesFor(fn string) []storepb.Aggr {
+	switch {
+	case fn == "min" || strings.HasPrefix(fn, "min_"):
+		return []storepb.Aggr{storepb.Aggr_MIN}
+	case fn == "max" || strings.HasPrefix(fn, "max_"):
+		return []storepb.Aggr{storepb.Aggr_MAX}
+	case fn == "count" || strings.HasPrefix(fn, "count_"):
+		return []storepb.Aggr{storepb.Aggr_COUNT}
+	case strings.HasPrefix(fn, "sum_"):
+		// sum() itself wants the samples: it adds across series.
+		return []storepb.Aggr{storepb.Aggr_SUM}
+	case counterFuncs[fn]:
+		return counterAggr
+	}
+	return []storepb.Aggr{storepb.Aggr_COUNT, storepb.Aggr_SUM}
 }
 
 // chunksIterator iterates the samples of a store series' chunks in order.
@@ -39,6 +159,7 @@ func (s *chunkSeries) Iterator(it chunkenc.Iterator) chunkenc.Iterator {
 // last one returned are skipped.
 type chunksIterator struct {
 	chunks []*storepb.AggrChunk
+	aggrs  []storepb.Aggr
 	i      int
 	cur    chunkenc.Iterator
 	lastT  int64
@@ -46,38 +167,30 @@ type chunksIterator struct {
 	err    error
 }
 
-func (c *chunksIterator) reset(chks []*storepb.AggrChunk) {
-	c.chunks, c.i, c.lastT, c.vt, c.err = chks, -1, math.MinInt64, chunkenc.ValNone, nil
+func (c *chunksIterator) reset(chks []*storepb.AggrChunk, aggrs []storepb.Aggr) {
+	c.chunks, c.aggrs, c.i, c.lastT, c.vt, c.err = chks, aggrs, -1, math.MinInt64, chunkenc.ValNone, nil
 	c.cur = nil
 }
 
 // openNext opens the next chunk; false when there is none or it fails.
 func (c *chunksIterator) openNext() bool {
-	for {
-		c.i++
-		if c.i >= len(c.chunks) {
-			return false
-		}
-		raw := c.chunks[c.i].Raw
-		if raw == nil {
-			// A downsampled chunk without raw data; the querier asks for
-			// raw data only unless it asked for aggregates.
-			c.err = fmt.Errorf("store sent a chunk without raw data (aggregates %v)", c.chunks[c.i])
-			return false
-		}
-		enc, err := storeapi.EncodingFromProto(raw.Type)
-		if err != nil {
-			c.err = err
-			return false
-		}
-		chk, err := chunkenc.FromData(enc, raw.Data)
-		if err != nil {
-			c.err = fmt.Errorf("decode chunk: %w", err)
-			return false
-		}
-		c.cur = chk.Iterator(c.cur)
-		return true
+	c.i++
+	if c.i >= len(c.chunks) {
+		return false
 	}
+	ch := c.chunks[c.i]
+	var err error
+	if ch.Raw != nil {
+		// The common case: reuse the previous chunk's iterator.
+		c.cur, err = decode(ch.Raw, c.cur)
+	} else {
+		c.cur, err = chunkIterator(ch, c.aggrs)
+	}
+	if err != nil {
+		c.err = err
+		return false
+	}
+	return true
 }
 
 func (c *chunksIterator) Next() chunkenc.ValueType {

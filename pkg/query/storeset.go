@@ -20,6 +20,7 @@ import (
 type seriesStream struct {
 	store   string
 	rank    string // replica label values of the store, when it has one label set
+	aggrs   []storepb.Aggr
 	stream  storepb.Store_SeriesClient
 	cancel  context.CancelFunc
 	partial bool
@@ -63,7 +64,7 @@ func (s *seriesStream) Next() bool {
 }
 
 func (s *seriesStream) toSeries(ps *storepb.Series) storage.Series {
-	return &chunkSeries{lset: storeapi.LabelsFromProto(&s.builder, ps.Labels), chunks: ps.Chunks, rank: s.rank}
+	return &chunkSeries{lset: storeapi.LabelsFromProto(&s.builder, ps.Labels), chunks: ps.Chunks, rank: s.rank, aggrs: s.aggrs}
 }
 
 func (s *seriesStream) finish() {

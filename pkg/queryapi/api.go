@@ -144,6 +144,14 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "bad_data", err.Error())
 		return
 	}
+	// An explicit resolution widens the lookback to it, as Thanos does. Auto
+	// does not: over raw data answers must stay Prometheus' own, and steps
+	// aligned to the hour find the 1h aggregate stamped 1ms earlier anyway.
+	if res := r.Form.Get("max_source_resolution"); res != "" && res != "auto" && r.Form.Get("lookback_delta") == "" {
+		if lb := resolutionLookback(opts.MaxResolution, a.cfg.LookbackDelta); lb > 0 {
+			r.Form.Set("lookback_delta", lb.String())
+		}
+	}
 	if a.gate != nil && (p == "/api/v1/query" || p == "/api/v1/query_range") {
 		select {
 		case a.gate <- struct{}{}:
@@ -200,6 +208,24 @@ func (a *API) options(form url.Values) (query.Options, error) {
 		o.MaxResolution = d.Milliseconds()
 	}
 	return o, nil
+}
+
+// resolutionLookback is the lookback delta a query needs when it may read
+// downsampled data: aggregates are a resolution apart, so a lookback shorter
+// than the resolution would leave steps without a sample. It returns 0 when
+// the default lookback is enough.
+func resolutionLookback(maxRes int64, def time.Duration) time.Duration {
+	var res time.Duration
+	for _, r := range []time.Duration{time.Hour, 5 * time.Minute} {
+		if maxRes >= r.Milliseconds() {
+			res = r
+			break
+		}
+	}
+	if res > def {
+		return res
+	}
+	return 0
 }
 
 // parseDuration accepts seconds as a float or a Prometheus duration, like

@@ -3,6 +3,8 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sort"
@@ -106,6 +108,29 @@ func NewAPI(t testing.TB, url string) promv1.API {
 		t.Fatal(err)
 	}
 	return promv1.NewAPI(c)
+}
+
+// NewAPIWithParams is NewAPI with params added to every request, for the
+// querier's own parameters (max_source_resolution, dedup, ...).
+func NewAPIWithParams(t testing.TB, u string, params url.Values) promv1.API {
+	t.Helper()
+	c, err := api.NewClient(api.Config{Address: u, RoundTripper: paramsTripper{params}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return promv1.NewAPI(c)
+}
+
+type paramsTripper struct{ params url.Values }
+
+func (p paramsTripper) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	q := r.URL.Query()
+	for k, vs := range p.params {
+		q[k] = vs
+	}
+	r.URL.RawQuery = q.Encode()
+	return http.DefaultTransport.RoundTrip(r)
 }
 
 // QueryContext returns a context bounded for one query.
