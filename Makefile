@@ -7,6 +7,9 @@ TOOLS_BIN     := $(CURDIR)/.tools/bin
 # The real Prometheus used by tests and the demo: the same module version as go.mod.
 PROMETHEUS_VERSION := $(shell $(GO) list -m -f '{{.Version}}' github.com/prometheus/prometheus)
 MINIO_VERSION      := v0.0.0-20260212201848-7aac2a2c5b7c
+# A real Thanos, for the tests that prove Thanos and Strata read each other's
+# blocks: the version test/compat compares the wire types with.
+THANOS_VERSION     := v0.41.0
 VERSION       ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS       := -X github.com/prometheus/common/version.Version=$(VERSION) -X github.com/prometheus/common/version.Revision=$(shell git rev-parse HEAD 2>/dev/null) -X github.com/prometheus/common/version.Branch=main
 BINARIES      := sidecar store querier compactor blockgen
@@ -48,7 +51,7 @@ bench: tools build
 	STRATA_TOOLS_BIN=$(TOOLS_BIN) STRATA_BIN_DIR=$(BIN_DIR) $(GO) test -run '^$$' -bench . -benchmem -timeout 60m ./...
 
 # The real Prometheus (and promtool) and MinIO, built from source with go install.
-tools: $(TOOLS_BIN)/prometheus $(TOOLS_BIN)/promtool $(TOOLS_BIN)/minio
+tools: $(TOOLS_BIN)/prometheus $(TOOLS_BIN)/promtool $(TOOLS_BIN)/minio $(TOOLS_BIN)/thanos
 
 $(TOOLS_BIN)/prometheus $(TOOLS_BIN)/promtool:
 	@mkdir -p $(TOOLS_BIN)
@@ -57,6 +60,14 @@ $(TOOLS_BIN)/prometheus $(TOOLS_BIN)/promtool:
 $(TOOLS_BIN)/minio:
 	@mkdir -p $(TOOLS_BIN)
 	GOBIN=$(TOOLS_BIN) $(GO) install github.com/minio/minio@$(MINIO_VERSION)
+
+# Thanos' go.mod has replace directives, which go install refuses: build it
+# inside its downloaded module instead, where they apply. Thanos casts
+# labels.Labels to its protobuf label slices unsafely: it needs slicelabels.
+$(TOOLS_BIN)/thanos:
+	@mkdir -p $(TOOLS_BIN)
+	cd "$$($(GO) mod download -json github.com/thanos-io/thanos@$(THANOS_VERSION) | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$$/\1/p')" && \
+		GOFLAGS=-mod=mod $(GO) build -tags slicelabels -o $(TOOLS_BIN)/thanos ./cmd/thanos
 
 # The whole system on 127.0.0.1 over a filesystem bucket (DEMO_OBJSTORE=<file>
 # for another objstore config); Ctrl-C stops it.
