@@ -82,9 +82,7 @@ func Block(ctx context.Context, logger *slog.Logger, meta *block.Meta, srcDir, o
 		sb   labels.ScratchBuilder
 		chks []chunks.Meta
 		out  []chunks.Meta
-		raw  []sample
-		aggr []*AggrChunk
-		it   chunkenc.Iterator
+		buf  seriesBuffers
 	)
 	for p.Next() {
 		if err := ctx.Err(); err != nil {
@@ -98,45 +96,8 @@ func Block(ctx context.Context, logger *slog.Logger, meta *block.Meta, srcDir, o
 				return nil, fmt.Errorf("block %s: series %s has overlapping chunks; compact the block first", meta.ULID, sb.Labels())
 			}
 		}
-		out, raw, aggr = out[:0], raw[:0], aggr[:0]
-		for i := range chks {
-			c, _, err := cr.ChunkOrIterable(chks[i])
-			if err != nil {
-				return nil, fmt.Errorf("block %s: series %s: read chunk: %w", meta.ULID, sb.Labels(), err)
-			}
-			switch enc := c.Encoding(); {
-			case enc == ChunkEncAggr:
-				ac, ok := c.(*AggrChunk)
-				if !ok {
-					return nil, fmt.Errorf("block %s: series %s: aggregate chunk of type %T", meta.ULID, sb.Labels(), c)
-				}
-				if ac.IsHistogram() {
-					return nil, fmt.Errorf("block %s: series %s: downsampling native histogram aggregates is not supported yet", meta.ULID, sb.Labels())
-				}
-				aggr = append(aggr, ac)
-			case enc == chunkenc.EncXOR || enc == chunkenc.EncXOR2:
-				if raw, err = appendXOR(c.Iterator(it), raw); err != nil {
-					return nil, fmt.Errorf("block %s: series %s: %w", meta.ULID, sb.Labels(), err)
-				}
-			default:
-				return nil, fmt.Errorf("block %s: series %s: downsampling %s chunks is not supported yet", meta.ULID, sb.Labels(), enc)
-			}
-		}
-		if from == block.ResolutionRaw {
-			out = downsampleRaw(raw, res, out)
-		} else {
-			if len(raw) > 0 {
-				// A downsampled block with plain chunks (written by an old
-				// Thanos bug): turn them into 5m aggregates first.
-				for _, m := range downsampleRaw(raw, block.Resolution5m, nil) {
-					aggr = append(aggr, m.Chunk.(*AggrChunk))
-				}
-			}
-			if len(aggr) > 0 {
-				if out, err = downsampleAggr(aggr, chks[0].MinTime, chks[len(chks)-1].MaxTime, from, res, out); err != nil {
-					return nil, fmt.Errorf("block %s: series %s: %w", meta.ULID, sb.Labels(), err)
-				}
-			}
+		if out, err = downsampleSeries(cr, chks, from, res, out[:0], &buf); err != nil {
+			return nil, fmt.Errorf("block %s: series %s: %w", meta.ULID, sb.Labels(), err)
 		}
 		if err := w.addSeries(sb.Labels(), out); err != nil {
 			return nil, fmt.Errorf("write series %s: %w", sb.Labels(), err)
@@ -159,6 +120,107 @@ func Block(ctx context.Context, logger *slog.Logger, meta *block.Meta, srcDir, o
 		return nil, err
 	}
 	return &nm, nil
+}
+
+// seriesBuffers are reused from series to series.
+type seriesBuffers struct {
+	raw  []sample
+	hist []hsample
+	aggr []*AggrChunk
+	it   chunkenc.Iterator
+}
+
+// downsampleSeries downsamples the chunks of one series. A series can
+// change between floats and histograms; each run of one kind is
+// downsampled on its own, as Thanos does.
+func downsampleSeries(cr tsdb.ChunkReader, chks []chunks.Meta, from, res int64, out []chunks.Meta, b *seriesBuffers) ([]chunks.Meta, error) {
+	b.raw, b.hist, b.aggr = b.raw[:0], b.hist[:0], b.aggr[:0]
+	var (
+		kind       = -1 // 0 floats, 1 histograms
+		mint, maxt int64
+	)
+	flush := func() error {
+		var err error
+		switch {
+		case len(b.aggr) > 0:
+			out, err = downsampleAggr(b.aggr, mint, maxt, from, res, out)
+		case kind == 1:
+			out, err = downsampleRawHist(b.hist, res, out)
+		default:
+			out = downsampleRaw(b.raw, res, out)
+		}
+		b.raw, b.hist, b.aggr = b.raw[:0], b.hist[:0], b.aggr[:0]
+		return err
+	}
+	for i := range chks {
+		c, _, err := cr.ChunkOrIterable(chks[i])
+		if err != nil {
+			return out, fmt.Errorf("read chunk: %w", err)
+		}
+		k := 0
+		var ac *AggrChunk
+		switch enc := c.Encoding(); {
+		case enc == ChunkEncAggr:
+			var ok bool
+			if ac, ok = c.(*AggrChunk); !ok {
+				return out, fmt.Errorf("aggregate chunk of type %T", c)
+			}
+			if ac.IsHistogram() {
+				k = 1
+			}
+		case enc == chunkenc.EncHistogram || enc == chunkenc.EncFloatHistogram:
+			k = 1
+		case enc == chunkenc.EncXOR || enc == chunkenc.EncXOR2:
+		default:
+			return out, fmt.Errorf("cannot downsample %s chunks", enc)
+		}
+		if kind != -1 && k != kind {
+			if err := flush(); err != nil {
+				return out, err
+			}
+		}
+		if len(b.raw)+len(b.hist)+len(b.aggr) == 0 {
+			mint = chks[i].MinTime
+		}
+		kind, maxt = k, chks[i].MaxTime
+		switch {
+		case ac != nil:
+			b.aggr = append(b.aggr, ac)
+		case from != 0:
+			// Plain chunks in a downsampled block (written by an old Thanos
+			// bug): turn them into 5m aggregates first.
+			var fixed []chunks.Meta
+			if k == 1 {
+				if b.hist, err = appendHistograms(c.Iterator(b.it), b.hist[:0]); err == nil {
+					fixed, err = downsampleRawHist(b.hist, 5*60_000, nil)
+				}
+				b.hist = b.hist[:0]
+			} else {
+				if b.raw, err = appendXOR(c.Iterator(b.it), b.raw[:0]); err == nil {
+					fixed = downsampleRaw(b.raw, 5*60_000, nil)
+				}
+				b.raw = b.raw[:0]
+			}
+			if err != nil {
+				return out, err
+			}
+			for _, m := range fixed {
+				b.aggr = append(b.aggr, m.Chunk.(*AggrChunk))
+			}
+		case k == 1:
+			if b.hist, err = appendHistograms(c.Iterator(b.it), b.hist); err != nil {
+				return out, err
+			}
+		default:
+			if b.raw, err = appendXOR(c.Iterator(b.it), b.raw); err != nil {
+				return out, err
+			}
+		}
+	}
+	if kind == -1 {
+		return out, nil
+	}
+	return out, flush()
 }
 
 // blockWriter writes the series of a downsampled block in label order.

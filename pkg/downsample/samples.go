@@ -191,10 +191,10 @@ func appendXOR(it chunkenc.Iterator, buf []sample) ([]sample, error) {
 	return buf, it.Err()
 }
 
-// downsampleAggr turns the AggrChunks of one float series at resolution
-// inRes into AggrChunks at outRes. Chunks are combined whole, never split:
-// each chunk's first and last counter samples are true raw values that
-// must survive every pass.
+// downsampleAggr turns the AggrChunks of one series at resolution inRes
+// (all of floats or all of histograms) into AggrChunks at outRes. Chunks are
+// combined whole, never split: each float chunk's first and last counter
+// samples are true raw values that must survive every pass.
 func downsampleAggr(chks []*AggrChunk, mint, maxt, inRes, outRes int64, out []chunks.Meta) ([]chunks.Meta, error) {
 	samples := 0
 	for _, c := range chks {
@@ -205,7 +205,15 @@ func downsampleAggr(chks []*AggrChunk, mint, maxt, inRes, outRes int64, out []ch
 	var buf []sample
 	for len(chks) > 0 {
 		j := min(batchSize, len(chks))
-		m, err := aggrBatch(chks[:j], outRes, &buf)
+		var (
+			m   chunks.Meta
+			err error
+		)
+		if chks[0].IsHistogram() {
+			m, err = histAggrBatch(chks[:j], outRes, &buf)
+		} else {
+			m, err = aggrBatch(chks[:j], outRes, &buf)
+		}
 		if err != nil {
 			return out, err
 		}

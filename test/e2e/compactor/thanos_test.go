@@ -133,14 +133,14 @@ func sameBlocks(a, b []blockSeries) error {
 }
 
 // TestThanosInterop runs Thanos' compactor and ours over the same 3 days of
-// raw 2h blocks: both must write the same 2d block and a byte-identical 5m
-// block. Then Thanos' store gateway serves the bucket our compactor wrote
+// raw 2h blocks, floats and native histograms: both must write a
+// byte-identical 5m block. Then Thanos' store gateway serves the bucket our compactor wrote
 // and our querier reads the 5m aggregates through it, with the same
 // answers as through our store gateway.
 func TestThanosInterop(t *testing.T) {
 	thanos := e2e.ToolBinary(t, "thanos")
 	end := time.Date(2026, 9, 1, 0, 0, 0, 0, time.UTC).UnixMilli()
-	cfg := blockgen.Config{Seed: 33, Targets: 3, MinTime: end - 72*3600_000, MaxTime: end, Replicas: 1,
+	cfg := blockgen.Config{Seed: 33, Targets: 3, MinTime: end - 72*3600_000, MaxTime: end, Replicas: 1, NativeHistograms: true,
 		ExternalLabels: map[string]string{"cluster": "interop"}}
 	theirs, theirConf := fsBucket(t, cfg)
 	ours, ourConf := fsBucket(t, cfg)
@@ -164,8 +164,20 @@ func TestThanosInterop(t *testing.T) {
 	if t5.MinTime != o5.MinTime || t5.MaxTime != o5.MaxTime || fmt.Sprint(t5.Compaction.Sources) != fmt.Sprint(o5.Compaction.Sources) {
 		t.Fatalf("5m blocks cover different data: thanos [%d,%d) %v, strata [%d,%d) %v", t5.MinTime, t5.MaxTime, t5.Compaction.Sources, o5.MinTime, o5.MaxTime, o5.Compaction.Sources)
 	}
-	if err := sameBlocks(readBlock(t, theirs, t5), readBlock(t, ours, o5)); err != nil {
+	ourSeries := readBlock(t, ours, o5)
+	if err := sameBlocks(readBlock(t, theirs, t5), ourSeries); err != nil {
 		t.Fatalf("5m block of Thanos vs ours: %v", err)
+	}
+	hists := 0
+	for _, s := range ourSeries {
+		for _, d := range s.data {
+			if downsample.AggrChunk(d).IsHistogram() {
+				hists++
+			}
+		}
+	}
+	if hists == 0 {
+		t.Fatal("no native histogram aggregates compared")
 	}
 
 	// Thanos' store gateway reads our downsampled block.
