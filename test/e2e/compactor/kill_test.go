@@ -1,5 +1,6 @@
 // Package compactor_test kills the compactor process at random points and
-// checks that a final clean run leaves complete, non-overlapping data.
+// checks that a final clean run leaves complete, non-overlapping data; and
+// runs it side by side with a real Thanos.
 package compactor_test
 
 import (
@@ -46,7 +47,7 @@ func TestKilledCompactorLosesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	args := []string{"--objstore.config-file=" + conf, "--data-dir=" + filepath.Join(dir, "work"), "--consistency-delay=0s",
-		"--delete-delay=0s", "--deduplication.replica-label=replica", "--downsampling.disable"}
+		"--delete-delay=0s", "--deduplication.replica-label=replica"}
 
 	rng := rand.New(rand.NewPCG(1, 2))
 	killed := 0
@@ -80,10 +81,27 @@ func TestKilledCompactorLosesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Raw blocks tile the range once; downsampled ones (killed runs may have
+	// left partial uploads, never a second complete one) are one per
+	// source range.
 	var live []*block.Meta
+	fiveMin := map[int64]int{}
 	for id, m := range l.Metas {
-		if l.DeletionMarks[id] == nil {
-			live = append(live, m)
+		if l.DeletionMarks[id] != nil {
+			continue
+		}
+		if m.Thanos.Downsample.Resolution != block.ResolutionRaw {
+			fiveMin[m.MinTime]++
+			continue
+		}
+		live = append(live, m)
+	}
+	if len(fiveMin) == 0 {
+		t.Fatalf("no downsampled block after the final run:\n%s", final.Logs())
+	}
+	for mint, n := range fiveMin {
+		if n != 1 {
+			t.Fatalf("%d downsampled blocks start at %d", n, mint)
 		}
 	}
 	sort.Slice(live, func(i, j int) bool { return live[i].MinTime < live[j].MinTime })
