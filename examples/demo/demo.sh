@@ -133,6 +133,17 @@ for _ in $(seq 1 300); do
 	sleep 1
 done
 
+# The compactor compacts the backfill into a 2-day block and downsamples it
+# to 5m at its first run; say so once it has.
+echo "Waiting for the compactor's first downsampled block..."
+for _ in $(seq 1 180); do
+	if curl -fsS http://127.0.0.1:10907/metrics 2>/dev/null | grep -q '^strata_compactor_downsampled_blocks_total{resolution="5m"} [1-9]'; then
+		echo "5m downsampled data are in the bucket (the store gateway loads them at its next sync, within a minute)."
+		break
+	fi
+	sleep 1
+done
+
 cat <<INFO
 
 Strata is running on 127.0.0.1 (logs in $logs):
@@ -148,6 +159,7 @@ Try (history ends at $(date -u -d "@$end" +%FT%TZ); live data since the start):
   curl -g 'http://127.0.0.1:10902/api/v1/query?query=up'
   curl -g 'http://127.0.0.1:10902/api/v1/query?query=up&dedup=false'
   curl -g 'http://127.0.0.1:10902/api/v1/query?query=sum%20by%20(mode)%20(rate(node_cpu_seconds_total[5m]))&time=$hist'
+  curl -g 'http://127.0.0.1:10902/api/v1/query?query=count_over_time(node_load1[1h])&time=$hist&max_source_resolution=5m'   # 12 per hour where 5m blocks serve, 240 from raw data
   curl http://127.0.0.1:10902/api/v1/stores
   $tools/promtool query instant --time=$hist http://127.0.0.1:10902 'count(node_load1)'
   $tools/promtool query range --start=$((end - 3 * 86400)) --end=$end --step=1h http://127.0.0.1:10902 'max(node_load1)'
