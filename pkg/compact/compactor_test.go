@@ -29,7 +29,7 @@ import (
 
 var logger = slog.New(slog.DiscardHandler)
 
-func newBucket(t *testing.T) objstore.InstrumentedBucket {
+func newBucket(t testing.TB) objstore.InstrumentedBucket {
 	t.Helper()
 	fs, err := filesystem.NewBucket(t.TempDir())
 	if err != nil {
@@ -50,7 +50,7 @@ func newCompactor(t *testing.T, bkt objstore.InstrumentedBucket, cfg Config) (*C
 }
 
 // live lists the blocks not marked for deletion.
-func live(t *testing.T, bkt objstore.InstrumentedBucket) []*block.Meta {
+func live(t testing.TB, bkt objstore.InstrumentedBucket) []*block.Meta {
 	t.Helper()
 	l, err := block.NewLister(bkt, 4).List(context.Background())
 	if err != nil {
