@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 
@@ -49,6 +51,58 @@ type Lister struct {
 
 	mu    sync.Mutex
 	metas map[ulid.ULID]*Meta
+	// cacheDir, when set, keeps the metas on disk too, so that a restarted
+	// process does not GET every meta.json again.
+	cacheDir string
+}
+
+// WithMetaCache keeps the metas read in dir/<ULID>.json as well: a
+// restarted store gateway or compactor then needs one LIST per block, not
+// also a GET. Metas of blocks gone from the bucket are removed from dir.
+func (l *Lister) WithMetaCache(dir string) *Lister {
+	l.cacheDir = dir
+	return l
+}
+
+func (l *Lister) cachePath(id ulid.ULID) string {
+	return filepath.Join(l.cacheDir, id.String()+".json")
+}
+
+// cachedMeta returns the meta of id from the disk cache, if valid.
+func (l *Lister) cachedMeta(id ulid.ULID) *Meta {
+	if l.cacheDir == "" {
+		return nil
+	}
+	f, err := os.Open(l.cachePath(id))
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	m, err := DecodeMeta(f)
+	if err != nil || m.ULID != id {
+		return nil
+	}
+	return m
+}
+
+// cacheMeta writes m to the disk cache; failing to is not an error, only a
+// slower restart.
+func (l *Lister) cacheMeta(m *Meta) {
+	if l.cacheDir == "" {
+		return
+	}
+	if err := os.MkdirAll(l.cacheDir, 0o755); err != nil {
+		return
+	}
+	var buf bytes.Buffer
+	if err := m.Encode(&buf); err != nil {
+		return
+	}
+	tmp := l.cachePath(m.ULID) + ".tmp"
+	if err := os.WriteFile(tmp, buf.Bytes(), 0o644); err != nil {
+		return
+	}
+	_ = os.Rename(tmp, l.cachePath(m.ULID))
 }
 
 // NewLister returns a Lister fetching up to concurrency blocks at a time.
@@ -133,6 +187,15 @@ func (l *Lister) List(ctx context.Context) (*Listing, error) {
 		}
 	}
 	l.mu.Unlock()
+	if l.cacheDir != "" {
+		entries, _ := os.ReadDir(l.cacheDir)
+		for _, e := range entries {
+			id, err := ulid.Parse(strings.TrimSuffix(e.Name(), ".json"))
+			if err == nil && res.Metas[id] == nil && !res.Partial[id] && res.Failed[id] == nil {
+				_ = os.Remove(filepath.Join(l.cacheDir, e.Name()))
+			}
+		}
+	}
 	return res, nil
 }
 
@@ -199,6 +262,13 @@ func (l *Lister) inspect(ctx context.Context, id ulid.ULID) blockState {
 		st.meta = m
 		return st
 	}
+	if m := l.cachedMeta(id); m != nil {
+		l.mu.Lock()
+		l.metas[id] = m
+		l.mu.Unlock()
+		st.meta = m
+		return st
+	}
 	m, err = l.readMeta(ctx, id)
 	switch {
 	case errors.Is(err, errMetaGone):
@@ -213,6 +283,7 @@ func (l *Lister) inspect(ctx context.Context, id ulid.ULID) blockState {
 	l.mu.Lock()
 	l.metas[id] = m
 	l.mu.Unlock()
+	l.cacheMeta(m)
 	st.meta = m
 	return st
 }

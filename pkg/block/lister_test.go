@@ -3,6 +3,8 @@ package block
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -135,5 +137,48 @@ func TestListerErrors(t *testing.T) {
 	bkt.failTopIter = true
 	if _, err := NewLister(bkt, 1).List(ctx); !errors.Is(err, errInjected) || !strings.Contains(err.Error(), "list bucket") {
 		t.Fatalf("want the bucket listing error, got %v", err)
+	}
+}
+
+// TestListerMetaCache: a lister with a meta cache dir needs no meta.json
+// GET after a restart, ignores a corrupt cache entry and forgets blocks that
+// left the bucket.
+func TestListerMetaCache(t *testing.T) {
+	ctx := context.Background()
+	bkt := newBucket(t)
+	var ids []ulid.ULID
+	for range 2 {
+		dir := newBlock(t, map[string]string{"a": "b"})
+		if err := Upload(ctx, logger, bkt, dir); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, blockID(dir))
+	}
+	cache := t.TempDir()
+	if l, err := NewLister(bkt, 2).WithMetaCache(cache).List(ctx); err != nil || len(l.Metas) != 2 {
+		t.Fatalf("first listing: %v %v", l, err)
+	}
+	// Restarted, with every meta.json GET failing: the cache answers.
+	noGet := &recordingBucket{InstrumentedBucket: bkt, failGet: MetaFilename}
+	l, err := NewLister(noGet, 2).WithMetaCache(cache).List(ctx)
+	if err != nil || len(l.Metas) != 2 || len(l.Failed) != 0 {
+		t.Fatalf("restarted listing: metas %d failed %v err %v", len(l.Metas), l.Failed, err)
+	}
+	// A corrupt cache entry is not trusted: the GET is tried (and fails here).
+	if err := os.WriteFile(filepath.Join(cache, ids[0].String()+".json"), []byte("{"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if l, err = NewLister(noGet, 2).WithMetaCache(cache).List(ctx); err != nil || l.Failed[ids[0]] == nil || l.Metas[ids[1]] == nil {
+		t.Fatalf("corrupt cache entry: metas %v failed %v err %v", l.Metas, l.Failed, err)
+	}
+	// A deleted block's entry goes.
+	if err := Delete(ctx, logger, bkt, ids[1]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := NewLister(bkt, 2).WithMetaCache(cache).List(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(cache, ids[1].String()+".json")); !os.IsNotExist(err) {
+		t.Fatalf("cache entry of a deleted block still there: %v", err)
 	}
 }

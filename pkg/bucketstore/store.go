@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"math"
 	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"sync"
@@ -90,7 +91,7 @@ func New(ctx context.Context, cfg Config, bkt objstore.InstrumentedBucketReader,
 	f := promauto.With(reg)
 	return &Store{
 		cfg: cfg, bkt: bkt, logger: logger, ctx: ctx,
-		lister:        block.NewLister(bkt, cfg.SyncConcurrency),
+		lister:        newLister(bkt, cfg),
 		pages:         newPageCache("index", max(cfg.IndexCacheBytes, pageSize), reg),
 		chunks:        newPageCache("chunks", max(cfg.ChunkCacheBytes, pageSize), reg),
 		gate:          make(chan struct{}, cfg.MaxConcurrency),
@@ -103,6 +104,16 @@ func New(ctx context.Context, cfg Config, bkt objstore.InstrumentedBucketReader,
 		seriesServed:  f.NewHistogram(prometheus.HistogramOpts{Name: "strata_store_series_per_request", Help: "Series sent per Series request.", Buckets: prometheus.ExponentialBuckets(1, 10, 7)}),
 		samplesServed: f.NewHistogram(prometheus.HistogramOpts{Name: "strata_store_chunks_per_request", Help: "Chunks sent per Series request.", Buckets: prometheus.ExponentialBuckets(1, 10, 8)}),
 	}
+}
+
+// newLister keeps metas in --data-dir when there is one, so a restart does
+// not GET every meta.json again.
+func newLister(bkt objstore.InstrumentedBucketReader, cfg Config) *block.Lister {
+	l := block.NewLister(bkt, cfg.SyncConcurrency)
+	if cfg.DataDir != "" {
+		l.WithMetaCache(filepath.Join(cfg.DataDir, "meta-cache"))
+	}
+	return l
 }
 
 // Register registers the Store and Info services.

@@ -49,6 +49,13 @@ func serve(t testing.TB, bkt objstore.InstrumentedBucket, cfg Config) (storepb.S
 	if err := s.Sync(ctx); err != nil {
 		t.Fatal(err)
 	}
+	sc, ic, _ := serveStore(t, s)
+	return sc, ic, s
+}
+
+// serveStore serves s on 127.0.0.1 and returns clients.
+func serveStore(t testing.TB, s *Store) (storepb.StoreClient, infopb.InfoClient, *Store) {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

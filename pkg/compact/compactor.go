@@ -104,7 +104,7 @@ func New(cfg Config, bkt objstore.InstrumentedBucket, logger *slog.Logger, reg p
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("create --data-dir: %w", err)
 	}
-	return &Compactor{cfg: cfg, bkt: bkt, lister: block.NewLister(bkt, 16), logger: logger, m: newMetrics(reg)}, nil
+	return &Compactor{cfg: cfg, bkt: bkt, lister: block.NewLister(bkt, 16).WithMetaCache(filepath.Join(cfg.DataDir, "meta-cache")), logger: logger, m: newMetrics(reg)}, nil
 }
 
 // RunOnce does one pass: clean up, delete what is due, compact every group
