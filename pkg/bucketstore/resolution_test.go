@@ -2,8 +2,11 @@ package bucketstore
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"path/filepath"
+	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -130,5 +133,46 @@ func TestServeDownsampled(t *testing.T) {
 		MaxResolutionWindow: block.Resolution1h, Aggregates: []storepb.Aggr{storepb.Aggr_RAW}})
 	if status.Code(err) != codes.InvalidArgument {
 		t.Fatalf("raw aggregate from a 5m block: %v", err)
+	}
+}
+
+func TestBlocksFor(t *testing.T) {
+	const day = 24 * 3600_000
+	mk := func(name string, res, mint, maxt int64) *bucketBlock {
+		m := &block.Meta{}
+		m.MinTime, m.MaxTime = mint*day, maxt*day
+		m.Thanos.Downsample.Resolution = res
+		m.Thanos.Labels = map[string]string{"cluster": "c", "name": name}
+		b := &bucketBlock{meta: m}
+		b.ext = labels.FromStrings("cluster", "c")
+		return b
+	}
+	var blocks []*bucketBlock
+	for d := int64(0); d < 14; d += 2 {
+		blocks = append(blocks, mk(fmt.Sprintf("raw%d", d), 0, d, d+2))
+	}
+	blocks = append(blocks, mk("1h", block.Resolution1h, 0, 10), mk("5m", block.Resolution5m, 10, 12))
+	sort.Slice(blocks, func(i, j int) bool { return blocks[i].meta.MinTime < blocks[j].meta.MinTime })
+	names := func(bs []*bucketBlock) string {
+		var s []string
+		for _, b := range bs {
+			s = append(s, b.meta.Thanos.Labels["name"])
+		}
+		return strings.Join(s, " ")
+	}
+	for _, tc := range []struct {
+		maxRes     int64
+		mint, maxt int64
+		want       string
+	}{
+		{0, 0, 14*day - 1, "raw0 raw2 raw4 raw6 raw8 raw10 raw12"},
+		{block.Resolution5m, 0, 14*day - 1, "raw0 raw2 raw4 raw6 raw8 5m raw12"},
+		{block.Resolution1h, 0, 14*day - 1, "1h 5m raw12"},
+		{block.Resolution1h, 11 * day, 13 * day, "5m raw12"},
+		{block.Resolution1h, 3 * day, 4 * day, "1h"},
+	} {
+		if got := names(blocksFor(blocks, tc.mint, tc.maxt, tc.maxRes)); got != tc.want {
+			t.Errorf("blocksFor(%d, %d, %d) = %q, want %q", tc.mint, tc.maxt, tc.maxRes, got, tc.want)
+		}
 	}
 }
