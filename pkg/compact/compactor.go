@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/oklog/ulid/v2"
@@ -15,6 +16,7 @@ import (
 	"github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/tsdb"
 	"github.com/thanos-io/objstore"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/strata-metrics/strata/pkg/block"
 	"github.com/strata-metrics/strata/pkg/downsample"
@@ -142,6 +144,9 @@ func (c *Compactor) runOnce(ctx context.Context) error {
 		c.m.groups.Set(float64(len(groups)))
 		progressed, left := false, 0
 		errs = errs[:0]
+		var mu sync.Mutex
+		eg, ectx := errgroup.WithContext(ctx)
+		eg.SetLimit(c.cfg.Concurrency)
 		for _, g := range groups {
 			srcs, dedupMerge, err := planGroup(g, c.cfg.Ranges, c.cfg.VerticalCompaction, c.cfg.ReplicaLabels)
 			var ov *OverlapError
@@ -157,12 +162,20 @@ func (c *Compactor) runOnce(ctx context.Context) error {
 				continue
 			}
 			left += len(srcs)
-			if err := c.compact(ctx, g, srcs, dedupMerge); err != nil {
-				errs = append(errs, fmt.Errorf("compact group %s: %w", g.Key, err))
-				continue
-			}
-			progressed = true
+			// Groups are independent: --compact.concurrency of them at once.
+			eg.Go(func() error {
+				err := c.compact(ectx, g, srcs, dedupMerge)
+				mu.Lock()
+				defer mu.Unlock()
+				if err != nil {
+					errs = append(errs, fmt.Errorf("compact group %s: %w", g.Key, err))
+				} else {
+					progressed = true
+				}
+				return nil
+			})
 		}
+		_ = eg.Wait()
 		c.m.blocksToCompact.Set(float64(left))
 		if !progressed {
 			break
@@ -215,7 +228,9 @@ func (c *Compactor) eligible(l *block.Listing) []*block.Meta {
 // for a while (store gateways and the querier deduplicate identical
 // samples), and the next run marks the sources again.
 func (c *Compactor) compact(ctx context.Context, g *Group, srcs []*block.Meta, dedupMerge bool) error {
-	dir := filepath.Join(c.cfg.DataDir, "compact", fmt.Sprintf("%x", g.Labels.Hash()))
+	// One directory per group (resolution and stream), as groups may run
+	// concurrently.
+	dir := filepath.Join(c.cfg.DataDir, "compact", fmt.Sprintf("%d-%x", g.Resolution, g.Labels.Hash()))
 	if err := os.RemoveAll(dir); err != nil {
 		return err
 	}

@@ -329,3 +329,32 @@ func firstDiffs(got, a, b []pt) string {
 	}
 	return out
 }
+
+// TestConcurrentGroups: with --compact.concurrency=3, three streams are
+// compacted in the same pass, each into one 8h block.
+func TestConcurrentGroups(t *testing.T) {
+	ctx := context.Background()
+	bkt := newBucket(t)
+	base := time.Date(2026, 2, 1, 0, 0, 0, 0, time.UTC).UnixMilli()
+	for i, s := range []string{"x", "y", "z"} {
+		// Seeds differ: blockgen's ULIDs derive from the seed.
+		cfg := blockgen.Config{Seed: int64(10 + i), Targets: 1, MinTime: base, MaxTime: base + 8*3600_000, Replicas: 1, ExternalLabels: map[string]string{"s": s}}
+		if _, err := blockgen.WriteBucket(ctx, logger, cfg, bkt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, _ := newCompactor(t, bkt, Config{Concurrency: 3})
+	if err := c.RunOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	per := map[string]int{}
+	for _, b := range live(t, bkt) {
+		if b.MaxTime-b.MinTime != 8*3600_000 {
+			t.Fatalf("block %s of %v spans %d ms, want 8h", b.ULID, b.Thanos.Labels, b.MaxTime-b.MinTime)
+		}
+		per[b.Thanos.Labels["s"]]++
+	}
+	if len(per) != 3 || per["x"] != 1 || per["y"] != 1 || per["z"] != 1 {
+		t.Fatalf("8h blocks per stream: %v", per)
+	}
+}
