@@ -206,13 +206,17 @@ func readSDFile(path string) ([]string, error) {
 	return out, nil
 }
 
-// Stores returns the healthy endpoints that serve the StoreAPI.
+// Stores returns the endpoints that serve the StoreAPI: the healthy ones
+// and those failing since they last answered Info. A failing endpoint stays
+// in, with the labels and time range it last advertised, so that a query
+// that needs it fails or warns naming it instead of silently answering
+// without its data.
 func (s *Set) Stores() []query.Store {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	var out []query.Store
 	for _, e := range s.endpoints {
-		if e.healthyStore() {
+		if e.servesStore() {
 			out = append(out, e)
 		}
 	}
@@ -307,10 +311,12 @@ func (e *Endpoint) update(ctx context.Context, timeout time.Duration, logger *sl
 	}
 }
 
-func (e *Endpoint) healthyStore() bool {
+// servesStore tells whether the endpoint's last successful Info
+// advertised the StoreAPI, whether or not it fails now.
+func (e *Endpoint) servesStore() bool {
 	e.mu.RLock()
 	defer e.mu.RUnlock()
-	return e.lastErr == nil && e.hasStore
+	return e.hasStore
 }
 
 func (e *Endpoint) status() Status {

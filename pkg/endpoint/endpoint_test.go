@@ -1,0 +1,95 @@
+package endpoint
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/strata-metrics/strata/api/proto/infopb"
+	"github.com/strata-metrics/strata/api/proto/labelpb"
+)
+
+// infoServer answers Info as a store with one label set.
+type infoServer struct {
+	infopb.UnimplementedInfoServer
+	mint, maxt int64
+}
+
+func (s infoServer) Info(context.Context, *infopb.InfoRequest) (*infopb.InfoResponse, error) {
+	return &infopb.InfoResponse{
+		ComponentType: "sidecar",
+		LabelSets:     []*labelpb.ZLabelSet{{Labels: []*labelpb.Label{{Name: "replica", Value: "b"}}}},
+		Store:         &infopb.StoreInfo{MinTime: s.mint, MaxTime: s.maxt},
+	}, nil
+}
+
+// serveInfo serves srv on a free 127.0.0.1 port and returns its address and
+// a function that stops it.
+func serveInfo(t *testing.T, srv infopb.InfoServer) (string, func()) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := grpc.NewServer()
+	infopb.RegisterInfoServer(g, srv)
+	go func() { _ = g.Serve(l) }()
+	t.Cleanup(g.Stop)
+	return l.Addr().String(), g.Stop
+}
+
+// TestFailingStoreStaysQueryable: a store that answered Info and then
+// fails is still handed to queries, with its last labels and time range,
+// so that they fail or warn naming it rather than silently miss its data.
+// An endpoint that never answered is not.
+func TestFailingStoreStaysQueryable(t *testing.T) {
+	addr, stop := serveInfo(t, infoServer{mint: 1000, maxt: 2000})
+	never := "127.0.0.1:1" // nothing listens on port 1
+	s, err := NewSet(Config{
+		Endpoints:   []string{addr, never},
+		InfoTimeout: time.Second,
+		DialOptions: []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())},
+		Logger:      slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+
+	s.Refresh(ctx)
+	if st := s.Stores(); len(st) != 1 || st[0].Name() != addr {
+		t.Fatalf("stores after the first refresh: %v, want only %s", names(st), addr)
+	}
+
+	stop()
+	s.Refresh(ctx)
+	st := s.Stores()
+	if len(st) != 1 || st[0].Name() != addr {
+		t.Fatalf("stores once %s fails: %v, want it still there", addr, names(st))
+	}
+	if mint, maxt := st[0].TimeRange(); mint != 1000 || maxt != 2000 {
+		t.Fatalf("failing store's time range %d..%d, want its last known 1000..2000", mint, maxt)
+	}
+	if ls := st[0].LabelSets(); len(ls) != 1 || ls[0].Get("replica") != "b" {
+		t.Fatalf("failing store's label sets %v, want its last known ones", ls)
+	}
+	for _, status := range s.Status() {
+		if status.Healthy || status.LastError == "" {
+			t.Fatalf("status of %s: healthy=%v last error %q, want unhealthy with the error", status.Name, status.Healthy, status.LastError)
+		}
+	}
+}
+
+func names[T interface{ Name() string }](st []T) []string {
+	out := make([]string, 0, len(st))
+	for _, s := range st {
+		out = append(out, s.Name())
+	}
+	return out
+}
