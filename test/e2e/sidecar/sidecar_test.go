@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/tsdb/chunkenc"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -110,16 +111,76 @@ func TestSidecarShipsAndServes(t *testing.T) {
 		t.Fatalf("Info: %v %v", info, err)
 	}
 	mint, maxt := end.Add(-6*time.Hour).UnixMilli(), end.UnixMilli()
-	stream, err := storepb.NewStoreClient(conn).Series(ctx, &storepb.SeriesRequest{MinTime: mint, MaxTime: maxt,
-		Matchers: []*storepb.LabelMatcher{{Type: storepb.LabelMatcher_EQ, Name: "__name__", Value: "node_load1"}}})
+	store := storepb.NewStoreClient(conn)
+	for _, metric := range []string{"node_load1", "http_request_duration_native_seconds"} {
+		got := seriesSamples(t, store, metric, mint, maxt)
+		v, _, _, err := prom.API(t).Query(e2e.QueryContext(t), fmt.Sprintf("%s[%ds]", metric, (maxt-mint)/1000), end)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := v.(model.Matrix)
+		if len(want) == 0 || len(got) != len(want) {
+			t.Fatalf("%s: Prometheus has %d series, the sidecar %d", metric, len(want), len(got))
+		}
+		for _, s := range want {
+			s.Metric["cluster"], s.Metric["replica"] = "e2e", "a"
+			g, ok := got[s.Metric.String()]
+			if !ok {
+				t.Fatalf("%s: the sidecar has no series %s", metric, s.Metric)
+			}
+			// Prometheus' range selector excludes the left edge.
+			if len(g.floats) > 0 && g.floats[0].Timestamp == model.Time(mint) {
+				g.floats = g.floats[1:]
+			}
+			if len(g.hists) > 0 && g.hists[0].Timestamp == model.Time(mint) {
+				g.hists = g.hists[1:]
+			}
+			if len(g.floats) != len(s.Values) || len(g.hists) != len(s.Histograms) {
+				t.Fatalf("%s: sidecar %d floats and %d histograms, Prometheus %d and %d", s.Metric, len(g.floats), len(g.hists), len(s.Values), len(s.Histograms))
+			}
+			for i := range g.floats {
+				if g.floats[i] != s.Values[i] {
+					t.Fatalf("%s sample %d: sidecar %v, Prometheus %v", s.Metric, i, g.floats[i], s.Values[i])
+				}
+			}
+			for i := range g.hists {
+				if !g.hists[i].Equal(&s.Histograms[i]) {
+					t.Fatalf("%s histogram %d: sidecar %v, Prometheus %v", s.Metric, i, g.hists[i], s.Histograms[i])
+				}
+			}
+		}
+		if metric == "http_request_duration_native_seconds" {
+			n := 0
+			for _, g := range got {
+				n += len(g.hists)
+			}
+			if n == 0 {
+				t.Fatalf("%s: no native histogram samples came through", metric)
+			}
+		}
+	}
+}
+
+// samples of one series as read from the StoreAPI.
+type samples struct {
+	floats []model.SamplePair
+	hists  []model.SampleHistogramPair
+}
+
+// seriesSamples reads every series of metric in [mint, maxt] from the
+// StoreAPI, decoding float and native histogram chunks alike.
+func seriesSamples(t *testing.T, store storepb.StoreClient, metric string, mint, maxt int64) map[string]*samples {
+	t.Helper()
+	stream, err := store.Series(context.Background(), &storepb.SeriesRequest{MinTime: mint, MaxTime: maxt,
+		Matchers: []*storepb.LabelMatcher{{Type: storepb.LabelMatcher_EQ, Name: "__name__", Value: metric}}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := map[string][]model.SamplePair{}
+	got := map[string]*samples{}
 	for {
 		r, err := stream.Recv()
 		if err == io.EOF {
-			break
+			return got
 		}
 		if err != nil {
 			t.Fatal(err)
@@ -132,42 +193,56 @@ func TestSidecarShipsAndServes(t *testing.T) {
 		for _, l := range s.Labels {
 			m[model.LabelName(l.Name)] = model.LabelValue(l.Value)
 		}
+		out := &samples{}
+		got[m.String()] = out
 		for _, c := range s.Chunks {
-			chk, err := chunkenc.FromData(chunkenc.EncXOR, c.Raw.Data)
+			enc := map[storepb.Chunk_Encoding]chunkenc.Encoding{storepb.Chunk_XOR: chunkenc.EncXOR,
+				storepb.Chunk_HISTOGRAM: chunkenc.EncHistogram, storepb.Chunk_FLOAT_HISTOGRAM: chunkenc.EncFloatHistogram}[c.Raw.Type]
+			chk, err := chunkenc.FromData(enc, c.Raw.Data)
 			if err != nil {
-				t.Fatal(err)
+				t.Fatalf("%s: chunk of type %v: %v", m, c.Raw.Type, err)
 			}
 			it := chk.Iterator(nil)
-			for it.Next() == chunkenc.ValFloat {
-				ts, v := it.At()
-				if ts >= mint && ts <= maxt {
-					got[m.String()] = append(got[m.String()], model.SamplePair{Timestamp: model.Time(ts), Value: model.SampleValue(v)})
+			for vt := it.Next(); vt != chunkenc.ValNone; vt = it.Next() {
+				ts := it.AtT()
+				if ts < mint || ts > maxt {
+					continue
+				}
+				switch vt {
+				case chunkenc.ValFloat:
+					_, v := it.At()
+					out.floats = append(out.floats, model.SamplePair{Timestamp: model.Time(ts), Value: model.SampleValue(v)})
+				case chunkenc.ValHistogram, chunkenc.ValFloatHistogram:
+					_, fh := it.AtFloatHistogram(nil)
+					out.hists = append(out.hists, model.SampleHistogramPair{Timestamp: model.Time(ts), Histogram: modelHistogram(fh)})
 				}
 			}
 		}
 	}
-	v, _, _, err := prom.API(t).Query(e2e.QueryContext(t), fmt.Sprintf("node_load1[%ds]", (maxt-mint)/1000), end)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := v.(model.Matrix)
-	if len(want) != 3 || len(got) != 3 {
-		t.Fatalf("series: Prometheus %d, sidecar %d", len(want), len(got))
-	}
-	for _, s := range want {
-		s.Metric["cluster"], s.Metric["replica"] = "e2e", "a"
-		g := got[s.Metric.String()]
-		// Prometheus' range selector excludes the left edge.
-		if len(g) > 0 && g[0].Timestamp == model.Time(mint) {
-			g = g[1:]
+}
+
+// modelHistogram is h as Prometheus' JSON API writes it: every non-empty
+// bucket with its boundaries rule.
+func modelHistogram(h *histogram.FloatHistogram) *model.SampleHistogram {
+	out := &model.SampleHistogram{Count: model.FloatString(h.Count), Sum: model.FloatString(h.Sum)}
+	it := h.AllBucketIterator()
+	for it.Next() {
+		b := it.At()
+		if b.Count == 0 {
+			continue
 		}
-		if len(g) != len(s.Values) {
-			t.Fatalf("%s: sidecar %d samples, Prometheus %d", s.Metric, len(g), len(s.Values))
+		// 0: (lower, upper], 1: [lower, upper), 2: (lower, upper), 3: [lower, upper].
+		var boundaries int32 = 2
+		switch {
+		case b.LowerInclusive && b.UpperInclusive:
+			boundaries = 3
+		case b.LowerInclusive:
+			boundaries = 1
+		case b.UpperInclusive:
+			boundaries = 0
 		}
-		for i := range g {
-			if g[i] != s.Values[i] {
-				t.Fatalf("%s sample %d: sidecar %v, Prometheus %v", s.Metric, i, g[i], s.Values[i])
-			}
-		}
+		out.Buckets = append(out.Buckets, &model.HistogramBucket{Boundaries: boundaries,
+			Lower: model.FloatString(b.Lower), Upper: model.FloatString(b.Upper), Count: model.FloatString(b.Count)})
 	}
+	return out
 }
