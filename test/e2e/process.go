@@ -273,3 +273,26 @@ func Eventually(t testing.TB, timeout, interval time.Duration, cond func() error
 		time.Sleep(interval) // poll interval, bounded by the deadline
 	}
 }
+
+// PeakRSS returns the process' peak resident set size (VmHWM) in bytes,
+// from /proc; 0 when it is not running or not on Linux.
+func (p *Process) PeakRSS() int64 {
+	p.mu.Lock()
+	cmd := p.cmd
+	p.mu.Unlock()
+	if cmd == nil || cmd.Process == nil {
+		return 0
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			var kb int64
+			fmt.Sscan(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), &kb)
+			return kb << 10
+		}
+	}
+	return 0
+}
