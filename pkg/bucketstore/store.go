@@ -340,6 +340,7 @@ func (s *Store) Series(req *storepb.SeriesRequest, srv grpc.ServerStreamingServe
 	})
 
 	var sent, chunksSent int64
+	sender := storeapi.NewSeriesSender(srv, req.ResponseBatchSize)
 	for i := 0; i < len(all); {
 		j := i + 1
 		for j < len(all) && labels.Equal(all[i].lset, all[j].lset) && labels.Equal(all[i].block.ext, all[j].block.ext) {
@@ -372,12 +373,15 @@ func (s *Store) Series(req *storepb.SeriesRequest, srv grpc.ServerStreamingServe
 			}
 		}
 		sort.SliceStable(out.Chunks, func(a, b int) bool { return out.Chunks[a].MinTime < out.Chunks[b].MinTime })
-		if err := srv.Send(&storepb.SeriesResponse{Result: &storepb.SeriesResponse_Series{Series: out}}); err != nil {
+		if err := sender.Send(out); err != nil {
 			return err
 		}
 		sent++
 		chunksSent += int64(len(out.Chunks))
 		i = j
+	}
+	if err := sender.Flush(); err != nil {
+		return err
 	}
 	s.seriesServed.Observe(float64(sent))
 	s.samplesServed.Observe(float64(chunksSent))

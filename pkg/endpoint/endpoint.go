@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"os"
 	"slices"
@@ -114,7 +115,11 @@ func (s *Set) Refresh(ctx context.Context) {
 		if _, ok := s.endpoints[addr]; ok {
 			continue
 		}
-		conn, err := grpc.NewClient(addr, s.cfg.DialOptions...)
+		// gRPC's default 4 MiB receive limit would fail a query whose one
+		// series (a long raw range, native histograms) or batch of series
+		// is larger; as in Thanos, frames are only bounded by the stores.
+		opts := append([]grpc.DialOption{grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(math.MaxInt32))}, s.cfg.DialOptions...)
+		conn, err := grpc.NewClient(addr, opts...)
 		e := &Endpoint{addr: addr, conn: conn}
 		if err != nil {
 			e.lastErr = fmt.Errorf("dial: %w", err)

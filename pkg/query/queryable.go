@@ -92,6 +92,9 @@ func (q *querier) Select(ctx context.Context, _ bool, hints *storage.SelectHints
 		Aggregates:              []storepb.Aggr{storepb.Aggr_RAW},
 		PartialResponseDisabled: !opts.PartialResponse,
 		PartialResponseStrategy: storepb.PartialResponseStrategy_ABORT,
+		// Stores that know it send series in batches, far cheaper on gRPC
+		// than a frame per series; others ignore the field.
+		ResponseBatchSize: responseBatchSize,
 	}
 	if opts.PartialResponse {
 		req.PartialResponseStrategy = storepb.PartialResponseStrategy_WARN
@@ -146,6 +149,10 @@ func (q *querier) Select(ctx context.Context, _ bool, hints *storage.SelectHints
 	}
 	return out
 }
+
+// responseBatchSize is the batch asked of stores: large enough to cut the
+// per-frame cost, small enough that a frame stays far below gRPC's limits.
+const responseBatchSize = 64
 
 func (q *querier) openStream(ctx context.Context, st Store, req *storepb.SeriesRequest, opts Options) (storage.SeriesSet, error) {
 	sctx, cancel := q.storeContext(ctx)

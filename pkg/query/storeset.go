@@ -64,7 +64,11 @@ func (s *seriesStream) Next() bool {
 }
 
 func (s *seriesStream) toSeries(ps *storepb.Series) storage.Series {
-	return &chunkSeries{lset: storeapi.LabelsFromProto(&s.builder, ps.Labels), chunks: ps.Chunks, rank: s.rank, aggrs: s.aggrs}
+	cs := &chunkSeries{lset: storeapi.LabelsFromProto(&s.builder, ps.Labels), rank: s.rank, aggrs: s.aggrs}
+	if cs.raw = compactRaw(ps.Chunks); cs.raw == nil {
+		cs.chunks = ps.Chunks
+	}
+	return cs
 }
 
 func (s *seriesStream) finish() {

@@ -109,13 +109,14 @@ func (s *store) Series(req *storepb.SeriesRequest, srv grpc.ServerStreamingServe
 		b       labels.Builder
 		pending []*storepb.Series
 		sent    int64
+		sender  = storeapi.NewSeriesSender(srv, req.ResponseBatchSize)
 	)
 	send := func(out *storepb.Series) error {
 		if req.Limit > 0 && sent >= req.Limit {
 			return nil
 		}
 		sent++
-		return srv.Send(&storepb.SeriesResponse{Result: &storepb.SeriesResponse_Series{Series: out}})
+		return sender.Send(out)
 	}
 	for {
 		frame, err := stream.Next()
@@ -140,8 +141,10 @@ func (s *store) Series(req *storepb.SeriesRequest, srv grpc.ServerStreamingServe
 					if err != nil {
 						return status.Error(codes.Internal, err.Error())
 					}
+					// No copy: the stream decodes every frame into a
+					// reset message, so c.Data is this chunk's own.
 					out.Chunks = append(out.Chunks, &storepb.AggrChunk{MinTime: c.MinTimeMs, MaxTime: c.MaxTimeMs,
-						Raw: &storepb.Chunk{Type: t, Data: slices.Clone(c.Data)}})
+						Raw: &storepb.Chunk{Type: t, Data: c.Data}})
 				}
 			}
 			if len(strip) > 0 {
@@ -170,7 +173,7 @@ func (s *store) Series(req *storepb.SeriesRequest, srv grpc.ServerStreamingServe
 			}
 		}
 	}
-	return nil
+	return sender.Flush()
 }
 
 func matchStrings(ms []*labels.Matcher) []string {

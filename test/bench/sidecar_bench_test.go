@@ -1,0 +1,168 @@
+package bench_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/prometheus/prometheus/prompb"
+	"github.com/prometheus/prometheus/tsdb/chunkenc"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/strata-metrics/strata/api/proto/storepb"
+	"github.com/strata-metrics/strata/pkg/blockgen"
+	"github.com/strata-metrics/strata/pkg/promclient"
+	"github.com/strata-metrics/strata/test/e2e"
+)
+
+// BenchmarkSidecarSeries compares the sidecar's Series stream with reading
+// the same data straight from Prometheus' remote read endpoint (streamed
+// XOR chunks), for two selections 10x apart, and reports the sidecar's
+// peak RSS after each: it must not grow with the size of the result.
+// STRATA_BENCH_TARGETS sets the number of blockgen targets (default 200,
+// about 9k series over 6h).
+func BenchmarkSidecarSeries(b *testing.B) {
+	targets := 200
+	if s := os.Getenv("STRATA_BENCH_TARGETS"); s != "" {
+		fmt.Sscan(s, &targets)
+	}
+	ctx := context.Background()
+	end := time.Now().Add(-24 * time.Hour).Truncate(2 * time.Hour)
+	mint, maxt := end.Add(-6*time.Hour).UnixMilli(), end.UnixMilli()
+	data := b.TempDir()
+	if _, err := blockgen.WriteDir(ctx, blockgen.Config{Seed: 5, Targets: targets, MinTime: mint, MaxTime: maxt}, data); err != nil {
+		b.Fatal(err)
+	}
+	prom := e2e.StartPrometheus(b, e2e.PrometheusOptions{DataDir: data, BlockDuration: 2 * time.Hour,
+		ExternalLabels: map[string]string{"cluster": "bench", "replica": "a"}})
+	sc := e2e.StartStrata(b, "sidecar", true, "", "--prometheus.url="+prom.URL, "--tsdb.path="+data)
+	client, err := promclient.New(prom.URL, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	conn, err := grpc.NewClient(sc.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(math.MaxInt32)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close()
+	store := storepb.NewStoreClient(conn)
+
+	// A tenth of the targets, then all of them (blockgen targets are
+	// host-00000 ... host-NNNNN).
+	selections := []struct {
+		name  string
+		regex string
+	}{
+		{"10% of targets", fmt.Sprintf("host-(%s):.*", targetAlternation(targets/10))},
+		{"all targets", "host-.*"},
+	}
+	fmt.Printf("\nsidecar Series vs Prometheus remote read: %d targets x 6h, %s\n", targets, "best of 3, samples decoded by the client")
+	fmt.Printf("%-16s %10s %12s %12s %12s %12s %7s %14s\n", "selection", "series", "samples", "remote read", "sidecar", "sidecar/s", "ratio", "sidecar RSS")
+	for _, sel := range selections {
+		var direct, viaSidecar counts
+		directT := best(3, func() (time.Duration, error) {
+			t0 := time.Now()
+			c, err := readRemote(ctx, client, sel.regex, mint, maxt)
+			direct = c
+			return time.Since(t0), err
+		})
+		sidecarT := best(3, func() (time.Duration, error) {
+			t0 := time.Now()
+			c, err := readSidecar(ctx, store, sel.regex, mint, maxt)
+			viaSidecar = c
+			return time.Since(t0), err
+		})
+		if direct != viaSidecar || direct.samples == 0 {
+			b.Fatalf("%s: remote read returned %+v, the sidecar %+v", sel.name, direct, viaSidecar)
+		}
+		rate := float64(viaSidecar.samples) / sidecarT.Seconds()
+		fmt.Printf("%-16s %10d %12d %12s %12s %11.1fM %6.2fx %10d MiB\n", sel.name, viaSidecar.series, viaSidecar.samples,
+			directT.Round(time.Millisecond), sidecarT.Round(time.Millisecond), rate/1e6,
+			directT.Seconds()/sidecarT.Seconds(), sc.PeakRSS()>>20)
+		b.ReportMetric(rate, "samples/s-"+map[bool]string{true: "all", false: "tenth"}[sel.regex == "host-.*"])
+	}
+	fmt.Println("ratio: remote read time / sidecar time (1.00x = as fast as Prometheus' own endpoint); RSS is the sidecar's peak so far")
+}
+
+// targetAlternation is a regex alternation of the first n blockgen hosts.
+func targetAlternation(n int) string {
+	s := ""
+	for i := 0; i < max(n, 1); i++ {
+		if i > 0 {
+			s += "|"
+		}
+		s += fmt.Sprintf("%05d", i)
+	}
+	return s
+}
+
+type counts struct{ series, samples int }
+
+func readRemote(ctx context.Context, c *promclient.Client, regex string, mint, maxt int64) (counts, error) {
+	stream, err := c.RemoteRead(ctx, &prompb.Query{StartTimestampMs: mint, EndTimestampMs: maxt,
+		Matchers: []*prompb.LabelMatcher{{Type: prompb.LabelMatcher_RE, Name: "instance", Value: regex}}})
+	if err != nil {
+		return counts{}, err
+	}
+	defer stream.Close()
+	var out counts
+	for {
+		frame, err := stream.Next()
+		if errors.Is(err, io.EOF) {
+			return out, nil
+		}
+		if err != nil {
+			return out, err
+		}
+		for _, s := range frame.ChunkedSeries {
+			out.series++
+			for _, ch := range s.Chunks {
+				chk, err := chunkenc.FromData(chunkenc.Encoding(ch.Type), ch.Data)
+				if err != nil {
+					return out, err
+				}
+				out.samples += chk.NumSamples()
+			}
+		}
+	}
+}
+
+func readSidecar(ctx context.Context, store storepb.StoreClient, regex string, mint, maxt int64) (counts, error) {
+	// Batched as the querier asks for it.
+	stream, err := store.Series(ctx, &storepb.SeriesRequest{MinTime: mint, MaxTime: maxt, ResponseBatchSize: 64,
+		Matchers: []*storepb.LabelMatcher{{Type: storepb.LabelMatcher_RE, Name: "instance", Value: regex}}})
+	if err != nil {
+		return counts{}, err
+	}
+	var out counts
+	for {
+		r, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return out, nil
+		}
+		if err != nil {
+			return out, err
+		}
+		series := r.GetBatch().GetSeries()
+		if s := r.GetSeries(); s != nil {
+			series = []*storepb.Series{s}
+		}
+		for _, s := range series {
+			out.series++
+			for _, ch := range s.Chunks {
+				chk, err := chunkenc.FromData(chunkenc.EncXOR, ch.Raw.Data)
+				if err != nil {
+					return out, err
+				}
+				out.samples += chk.NumSamples()
+			}
+		}
+	}
+}
