@@ -25,6 +25,10 @@ type Flags struct {
 	Log  promslog.Config
 	HTTP HTTPFlags
 	GRPC *GRPCServerFlags
+	// AutoGoMemLimit and its ratio set the Go memory limit from the
+	// container's, with Prometheus' flag names.
+	AutoGoMemLimit      bool
+	AutoGoMemLimitRatio float64
 }
 
 // HTTPFlags configure the HTTP server.
@@ -60,6 +64,11 @@ func NewApp(name, help string, withGRPC bool) (*kingpin.Application, *Flags) {
 	app.Flag("http-grace-period", "Time to wait after an interrupt for in-flight HTTP requests to finish.").
 		Default("2m").DurationVar(&f.HTTP.GracePeriod)
 
+	app.Flag("auto-gomemlimit", "Set the Go runtime's memory limit (GOMEMLIMIT) to a ratio of the container's memory limit (cgroup), so the garbage collector works harder before the container is OOM-killed. A GOMEMLIMIT environment variable wins.").
+		Default("true").BoolVar(&f.AutoGoMemLimit)
+	app.Flag("auto-gomemlimit.ratio", "Ratio of the container's memory limit that --auto-gomemlimit sets as the Go memory limit, in (0, 1].").
+		Default("0.9").Float64Var(&f.AutoGoMemLimitRatio)
+
 	if withGRPC {
 		f.GRPC = &GRPCServerFlags{}
 		app.Flag("grpc-address", "Listen host:port for the gRPC StoreAPI, InfoAPI and health service.").
@@ -78,6 +87,9 @@ func NewApp(name, help string, withGRPC bool) (*kingpin.Application, *Flags) {
 
 // Validate checks combinations the flag parser cannot.
 func (f *Flags) Validate() error {
+	if f.AutoGoMemLimit && (f.AutoGoMemLimitRatio <= 0 || f.AutoGoMemLimitRatio > 1) {
+		return fmt.Errorf("--auto-gomemlimit.ratio must be in (0, 1], got %v", f.AutoGoMemLimitRatio)
+	}
 	if f.GRPC != nil {
 		if (f.GRPC.TLSCert == "") != (f.GRPC.TLSKey == "") {
 			return fmt.Errorf("--grpc-server-tls-cert and --grpc-server-tls-key must be given together")

@@ -55,6 +55,9 @@ func New(f *Flags, grpcOpts ...grpc.ServerOption) (*Runtime, error) {
 		return nil, err
 	}
 	logger := f.NewLogger()
+	if f.AutoGoMemLimit {
+		setMemoryLimit(logger, f.AutoGoMemLimitRatio, cgroupLimitFiles)
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
 		collectors.NewGoCollector(),
