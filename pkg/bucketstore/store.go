@@ -2,6 +2,7 @@ package bucketstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math"
@@ -229,60 +230,141 @@ type ixReader struct{ *index.Reader }
 
 func (ixReader) SortedPostings(p index.Postings) index.Postings { return p }
 
-// matched is a series found in a block, not yet sent.
+// matched is a series of one stream (one external label set), with its
+// chunks from all the stream's blocks, not yet sent.
 type matched struct {
-	lset  labels.Labels
-	block *bucketBlock
-	chks  []chunks.Meta
+	lset labels.Labels // with the stream's external labels, without stripped replica labels
+	ext  labels.Labels
+	chks []blockChunk
 }
 
-// selectBlock resolves the matchers on one block's postings.
-func (s *Store) selectBlock(ctx context.Context, b *bucketBlock, ms []*labels.Matcher, mint, maxt int64, strip []string, skipChunks bool, out []matched) ([]matched, error) {
-	series, ok := storeapi.SplitExternalMatchers(ms, b.ext)
+// blockChunk is a chunk of a matched series and the block it lives in.
+type blockChunk struct {
+	b          *bucketBlock
+	ref        chunks.ChunkRef
+	mint, maxt int64
+}
+
+// blockCursor walks one block's matching series in index order, which is
+// the order of their labels (without external labels).
+type blockCursor struct {
+	b          *bucketBlock
+	ir         *index.Reader
+	p          index.Postings
+	mint, maxt int64
+	sb         labels.ScratchBuilder
+	lset       labels.Labels
+	chks       []chunks.Meta // the current series' chunks in [mint, maxt]
+	err        error
+}
+
+// next moves to the next series with a chunk in the time range.
+func (c *blockCursor) next() bool {
+	for c.p.Next() {
+		if err := c.ir.Series(c.p.At(), &c.sb, &c.chks); err != nil {
+			c.err = c.b.indexErr(fmt.Errorf("series: %w", err))
+			return false
+		}
+		keep := c.chks[:0]
+		for _, m := range c.chks {
+			if m.MaxTime >= c.mint && m.MinTime <= c.maxt {
+				keep = append(keep, m)
+			}
+		}
+		c.chks = keep
+		if len(keep) > 0 {
+			c.lset = c.sb.Labels()
+			return true
+		}
+	}
+	if err := c.p.Err(); err != nil {
+		c.err = c.b.indexErr(err)
+	}
+	return false
+}
+
+// selectStream resolves the matchers on the blocks of one stream (blocks
+// with the same external labels) and merges their series: each series once,
+// with its chunks from every block. Within a stream every block lists its
+// series in label order, so a merge of the blocks' cursors is exact and
+// keeps one entry per series rather than one per series and block.
+func (s *Store) selectStream(ctx context.Context, blocks []*bucketBlock, ms []*labels.Matcher, mint, maxt int64, strip []string, skipChunks bool, out []matched) ([]matched, error) {
+	ext := blocks[0].ext
+	series, ok := storeapi.SplitExternalMatchers(ms, ext)
 	if !ok {
 		return out, nil
-	}
-	ir, err := b.index()
-	if err != nil {
-		return out, err
 	}
 	if len(series) == 0 {
 		series = []*labels.Matcher{labels.MustNewMatcher(labels.MatchRegexp, labels.MetricName, ".*")}
 	}
-	p, err := tsdb.PostingsForMatchers(ctx, ixReader{ir}, series...)
-	if err != nil {
-		return out, b.indexErr(fmt.Errorf("postings: %w", err))
-	}
-	var (
-		sb   labels.ScratchBuilder
-		lb   labels.Builder
-		chks []chunks.Meta
-	)
-	for p.Next() {
-		if err := ir.Series(p.At(), &sb, &chks); err != nil {
-			return out, b.indexErr(fmt.Errorf("series: %w", err))
+	curs := make([]*blockCursor, 0, len(blocks))
+	for _, b := range blocks {
+		ir, err := b.index()
+		if err != nil {
+			return out, err
 		}
-		var keep []chunks.Meta
-		for _, c := range chks {
-			if c.MaxTime >= mint && c.MinTime <= maxt {
-				keep = append(keep, c)
+		p, err := tsdb.PostingsForMatchers(ctx, ixReader{ir}, series...)
+		if err != nil {
+			return out, b.indexErr(fmt.Errorf("postings: %w", err))
+		}
+		c := &blockCursor{b: b, ir: ir, p: p, mint: mint, maxt: maxt}
+		if c.next() {
+			curs = append(curs, c)
+		} else if c.err != nil {
+			return out, c.err
+		}
+	}
+	var lb labels.Builder
+	for n := 0; len(curs) > 0; n++ {
+		if n%1024 == 0 && ctx.Err() != nil {
+			return out, ctx.Err()
+		}
+		lset := curs[0].lset
+		for _, c := range curs[1:] {
+			if labels.Compare(c.lset, lset) < 0 {
+				lset = c.lset
 			}
 		}
-		if len(keep) == 0 {
-			continue
+		m := matched{ext: ext}
+		if !skipChunks {
+			// Sized exactly: on wide requests these lists are most of
+			// what a request holds.
+			n := 0
+			for _, c := range curs {
+				if labels.Equal(c.lset, lset) {
+					n += len(c.chks)
+				}
+			}
+			m.chks = make([]blockChunk, 0, n)
 		}
-		lset := storeapi.AttachExternalLabels(&lb, sb.Labels(), b.ext)
-		lset = storeapi.WithoutLabels(&lb, lset, strip)
-		if skipChunks {
-			keep = nil
+		live := curs[:0]
+		for _, c := range curs {
+			if labels.Equal(c.lset, lset) {
+				if !skipChunks {
+					for _, ch := range c.chks {
+						m.chks = append(m.chks, blockChunk{b: c.b, ref: ch.Ref, mint: ch.MinTime, maxt: ch.MaxTime})
+					}
+				}
+				if !c.next() {
+					if c.err != nil {
+						return out, c.err
+					}
+					continue
+				}
+			}
+			live = append(live, c)
 		}
-		out = append(out, matched{lset: lset, block: b, chks: keep})
-	}
-	if err := p.Err(); err != nil {
-		return out, b.indexErr(err)
+		curs = live
+		m.lset = storeapi.WithoutLabels(&lb, storeapi.AttachExternalLabels(&lb, lset, ext), strip)
+		out = append(out, m)
+		if s.cfg.LimitSeries > 0 && int64(len(out)) > s.cfg.LimitSeries {
+			return out, errTooManySeries
+		}
 	}
 	return out, nil
 }
+
+var errTooManySeries = errors.New("too many series")
 
 // Series streams the matching series of all blocks, sorted by labels, one
 // series with the chunks of all its blocks.
@@ -298,21 +380,36 @@ func (s *Store) Series(req *storepb.SeriesRequest, srv grpc.ServerStreamingServe
 	if err != nil {
 		return status.Error(codes.InvalidArgument, err.Error())
 	}
-	var all []matched
-	var strip []string
+	// Blocks by stream, in the order blocksFor gives them.
+	var streams [][]*bucketBlock
+	byExt := map[string]int{}
 	for _, b := range blocksFor(s.snapshot(), req.MinTime, req.MaxTime, req.MaxResolutionWindow) {
-		strip = strip[:0]
+		k := b.ext.String()
+		i, ok := byExt[k]
+		if !ok {
+			i = len(streams)
+			byExt[k] = i
+			streams = append(streams, nil)
+		}
+		streams[i] = append(streams[i], b)
+	}
+	var all []matched
+	for _, blocks := range streams {
+		var strip []string
 		for _, l := range req.WithoutReplicaLabels {
-			if b.ext.Has(l) {
+			if blocks[0].ext.Has(l) {
 				strip = append(strip, l)
 			}
 		}
-		all, err = s.selectBlock(ctx, b, ms, req.MinTime, req.MaxTime, strip, req.SkipChunks, all)
-		if err != nil {
-			return status.Error(codes.Internal, err.Error())
-		}
-		if s.cfg.LimitSeries > 0 && int64(len(all)) > s.cfg.LimitSeries {
+		all, err = s.selectStream(ctx, blocks, ms, req.MinTime, req.MaxTime, strip, req.SkipChunks, all)
+		if errors.Is(err, errTooManySeries) {
 			return status.Errorf(codes.ResourceExhausted, "the request selects more than %d series (--store.limits.request-series); narrow the selector or the time range", s.cfg.LimitSeries)
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return status.FromContextError(ctx.Err()).Err()
+			}
+			return status.Error(codes.Internal, err.Error())
 		}
 	}
 	if s.cfg.LimitSamples > 0 {
@@ -325,25 +422,24 @@ func (s *Store) Series(req *storepb.SeriesRequest, srv grpc.ServerStreamingServe
 			return status.Errorf(codes.ResourceExhausted, "the request would read up to %d samples, more than %d (--store.limits.request-samples); narrow the selector or the time range", nchk*120, s.cfg.LimitSamples)
 		}
 	}
-	// Sorted by labels; series of one stream (same external labels) from
-	// several blocks are sent as one; replicas whose labels became equal
-	// without their replica labels stay separate, next to each other, in
-	// the order of their external labels, for the querier to deduplicate.
+	// Sorted by labels: a stream's cursors ran in label order without the
+	// external labels, and adding them (or dropping replica labels) can
+	// change the order (a series whose labels are a prefix of another's).
+	// Replicas whose labels became equal without their replica labels stay
+	// separate, next to each other, in the order of their external labels,
+	// for the querier to deduplicate.
 	sort.SliceStable(all, func(i, j int) bool {
 		if c := labels.Compare(all[i].lset, all[j].lset); c != 0 {
 			return c < 0
 		}
-		if c := labels.Compare(all[i].block.ext, all[j].block.ext); c != 0 {
-			return c < 0
-		}
-		return all[i].block.meta.MinTime < all[j].block.meta.MinTime
+		return labels.Compare(all[i].ext, all[j].ext) < 0
 	})
 
 	var sent, chunksSent int64
 	sender := storeapi.NewSeriesSender(srv, req.ResponseBatchSize)
 	for i := 0; i < len(all); {
 		j := i + 1
-		for j < len(all) && labels.Equal(all[i].lset, all[j].lset) && labels.Equal(all[i].block.ext, all[j].block.ext) {
+		for j < len(all) && labels.Equal(all[i].lset, all[j].lset) && labels.Equal(all[i].ext, all[j].ext) {
 			j++
 		}
 		if req.Limit > 0 && sent >= req.Limit {
@@ -352,23 +448,23 @@ func (s *Store) Series(req *storepb.SeriesRequest, srv grpc.ServerStreamingServe
 		out := &storepb.Series{Labels: storeapi.LabelsToProto(all[i].lset)}
 		for _, m := range all[i:j] {
 			for _, c := range m.chks {
-				enc, data, err := m.block.chunk(c.Ref)
+				enc, data, err := c.b.chunk(c.ref)
 				if err != nil {
 					return status.Error(codes.Internal, err.Error())
 				}
 				if enc == downsample.ChunkEncAggr {
-					ac := &storepb.AggrChunk{MinTime: c.MinTime, MaxTime: c.MaxTime}
+					ac := &storepb.AggrChunk{MinTime: c.mint, MaxTime: c.maxt}
 					if err := aggrChunk(data, req.Aggregates, ac); err != nil {
-						return status.Errorf(codes.InvalidArgument, "block %s: %v", m.block.meta.ULID, err)
+						return status.Errorf(codes.InvalidArgument, "block %s: %v", c.b.meta.ULID, err)
 					}
 					out.Chunks = append(out.Chunks, ac)
 					continue
 				}
 				typ, err := storeapi.EncodingToProto(enc)
 				if err != nil {
-					return status.Errorf(codes.Internal, "block %s: %v", m.block.meta.ULID, err)
+					return status.Errorf(codes.Internal, "block %s: %v", c.b.meta.ULID, err)
 				}
-				out.Chunks = append(out.Chunks, &storepb.AggrChunk{MinTime: c.MinTime, MaxTime: c.MaxTime,
+				out.Chunks = append(out.Chunks, &storepb.AggrChunk{MinTime: c.mint, MaxTime: c.maxt,
 					Raw: &storepb.Chunk{Type: typ, Data: slices.Clone(data)}})
 			}
 		}
