@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/relabel"
 	"github.com/prometheus/prometheus/tsdb"
+	"github.com/prometheus/prometheus/tsdb/chunkenc"
 	"github.com/prometheus/prometheus/tsdb/chunks"
 	"github.com/prometheus/prometheus/tsdb/index"
 	"github.com/thanos-io/objstore"
@@ -366,6 +367,10 @@ func (s *Store) selectStream(ctx context.Context, blocks []*bucketBlock, ms []*l
 
 var errTooManySeries = errors.New("too many series")
 
+// assumedChunkBytes is a typical chunk's size on disk (120 samples of a
+// float series), to estimate what a request reads before reading it.
+const assumedChunkBytes = 200
+
 // Series streams the matching series of all blocks, sorted by labels, one
 // series with the chunks of all its blocks.
 func (s *Store) Series(req *storepb.SeriesRequest, srv grpc.ServerStreamingServer[storepb.SeriesResponse]) error {
@@ -435,6 +440,17 @@ func (s *Store) Series(req *storepb.SeriesRequest, srv grpc.ServerStreamingServe
 		return labels.Compare(all[i].ext, all[j].ext) < 0
 	})
 
+	// Small requests read through the page cache, where a dashboard that
+	// repeats them finds their pages; a request whose chunks would take
+	// more than a quarter of the cache reads them in planned windows.
+	readChunk := func(b *bucketBlock, ref chunks.ChunkRef) (chunkenc.Encoding, []byte, error) { return b.chunk(ref) }
+	var nchk int64
+	for _, m := range all {
+		nchk += int64(len(m.chks))
+	}
+	if nchk*assumedChunkBytes > s.cfg.ChunkCacheBytes/4 {
+		readChunk = newChunkWindows(all).chunk
+	}
 	var sent, chunksSent int64
 	sender := storeapi.NewSeriesSender(srv, req.ResponseBatchSize)
 	for i := 0; i < len(all); {
@@ -446,9 +462,17 @@ func (s *Store) Series(req *storepb.SeriesRequest, srv grpc.ServerStreamingServe
 			break
 		}
 		out := &storepb.Series{Labels: storeapi.LabelsToProto(all[i].lset)}
+		// The messages of a series' chunks in two allocations, not two
+		// per chunk: wide requests send millions of chunks.
+		n := 0
+		for _, m := range all[i:j] {
+			n += len(m.chks)
+		}
+		aggrs, raws := make([]storepb.AggrChunk, n), make([]storepb.Chunk, n)
+		out.Chunks = make([]*storepb.AggrChunk, 0, n)
 		for _, m := range all[i:j] {
 			for _, c := range m.chks {
-				enc, data, err := c.b.chunk(c.ref)
+				enc, data, err := readChunk(c.b, c.ref)
 				if err != nil {
 					return status.Error(codes.Internal, err.Error())
 				}
@@ -464,8 +488,12 @@ func (s *Store) Series(req *storepb.SeriesRequest, srv grpc.ServerStreamingServe
 				if err != nil {
 					return status.Errorf(codes.Internal, "block %s: %v", c.b.meta.ULID, err)
 				}
-				out.Chunks = append(out.Chunks, &storepb.AggrChunk{MinTime: c.mint, MaxTime: c.maxt,
-					Raw: &storepb.Chunk{Type: typ, Data: slices.Clone(data)}})
+				// No copy: cached pages and windows are never written
+				// to, and the frame is marshalled before they go.
+				k := len(out.Chunks)
+				raws[k].Type, raws[k].Data = typ, data
+				aggrs[k].MinTime, aggrs[k].MaxTime, aggrs[k].Raw = c.mint, c.maxt, &raws[k]
+				out.Chunks = append(out.Chunks, &aggrs[k])
 			}
 		}
 		sort.SliceStable(out.Chunks, func(a, b int) bool { return out.Chunks[a].MinTime < out.Chunks[b].MinTime })

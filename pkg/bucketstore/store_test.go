@@ -196,33 +196,38 @@ func TestSeriesEqualsBlocks(t *testing.T) {
 		"everything":     {math.MinInt64, math.MaxInt64},
 		"outside":        {end + 3600_000, end + 7200_000},
 	}
+	// A store with no chunk cache to speak of reads every request's chunks
+	// through planned windows rather than the page cache.
+	windowed, _, _ := serve(t, bkt, Config{IndexCacheBytes: 1 << 20, ChunkCacheBytes: 0})
 	for sn, ms := range selectors {
 		for rn, r := range ranges {
-			t.Run(sn+"/"+rn, func(t *testing.T) {
-				pms, _ := storeapi.MatchersToProto(ms)
-				got, order, err := series(t, client, &storepb.SeriesRequest{MinTime: r[0], MaxTime: r[1], Matchers: pms})
-				if err != nil {
-					t.Fatal(err)
-				}
-				if !sort.StringsAreSorted(order) && !sortedByLabels(order) {
-					t.Fatalf("series not sorted: %v", order)
-				}
-				want := expected(t, cfg, r[0], r[1], ms)
-				for k := range got {
-					if len(got[k]) == 0 {
-						delete(got, k)
+			for path, client := range map[string]storepb.StoreClient{"pages": client, "windows": windowed} {
+				t.Run(sn+"/"+rn+"/"+path, func(t *testing.T) {
+					pms, _ := storeapi.MatchersToProto(ms)
+					got, order, err := series(t, client, &storepb.SeriesRequest{MinTime: r[0], MaxTime: r[1], Matchers: pms})
+					if err != nil {
+						t.Fatal(err)
 					}
-				}
-				if len(got) != len(want) {
-					t.Fatalf("%d series, want %d", len(got), len(want))
-				}
-				for k, w := range want {
-					g := got[k]
-					if fmt.Sprint(g) != fmt.Sprint(w) {
-						t.Fatalf("%s: %d samples, want %d", k, len(g), len(w))
+					if !sort.StringsAreSorted(order) && !sortedByLabels(order) {
+						t.Fatalf("series not sorted: %v", order)
 					}
-				}
-			})
+					want := expected(t, cfg, r[0], r[1], ms)
+					for k := range got {
+						if len(got[k]) == 0 {
+							delete(got, k)
+						}
+					}
+					if len(got) != len(want) {
+						t.Fatalf("%d series, want %d", len(got), len(want))
+					}
+					for k, w := range want {
+						g := got[k]
+						if fmt.Sprint(g) != fmt.Sprint(w) {
+							t.Fatalf("%s: %d samples, want %d", k, len(g), len(w))
+						}
+					}
+				})
+			}
 		}
 	}
 
