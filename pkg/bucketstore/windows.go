@@ -35,7 +35,7 @@ type segmentKey struct {
 
 // segmentPlan is what a request still reads from one segment, in order.
 type segmentPlan struct {
-	offs []int // chunk offsets in the order the request reads them
+	offs []int  // chunk offsets in the order the request reads them
 	next int    // first offset not yet read
 	win  []byte // the current window
 	off  int    // its offset in the segment
