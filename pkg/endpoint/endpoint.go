@@ -350,6 +350,9 @@ func (e *Endpoint) Name() string { return e.addr }
 // Client is the endpoint's StoreAPI client.
 func (e *Endpoint) Client() storepb.StoreClient { return e.store }
 
+// Conn is the endpoint's connection.
+func (e *Endpoint) Conn() grpc.ClientConnInterface { return e.conn }
+
 // LabelSets are the endpoint's external label sets.
 func (e *Endpoint) LabelSets() []labels.Labels {
 	e.mu.RLock()

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/util/annotations"
+	"google.golang.org/grpc"
 
 	"github.com/strata-metrics/strata/api/proto/storepb"
 	"github.com/strata-metrics/strata/pkg/dedup"
@@ -24,6 +25,9 @@ type Store interface {
 	// Name identifies the store in warnings and logs (its address).
 	Name() string
 	Client() storepb.StoreClient
+	// Conn is the connection Client uses: Series streams are opened on it
+	// directly, to decode their frames with seriesCodec.
+	Conn() grpc.ClientConnInterface
 	// LabelSets are the external label sets of the store's data.
 	LabelSets() []labels.Labels
 	// TimeRange is the range of data the store holds (ms, inclusive).
@@ -156,7 +160,13 @@ const responseBatchSize = 64
 
 func (q *querier) openStream(ctx context.Context, st Store, req *storepb.SeriesRequest, opts Options) (storage.SeriesSet, error) {
 	sctx, cancel := q.storeContext(ctx)
-	stream, err := st.Client().Series(sctx, req)
+	stream, err := st.Conn().NewStream(sctx, &storepb.Store_ServiceDesc.Streams[0], storepb.Store_Series_FullMethodName, grpc.ForceCodecV2(seriesCodec{}))
+	if err == nil {
+		err = stream.SendMsg(req)
+	}
+	if err == nil {
+		err = stream.CloseSend()
+	}
 	if err != nil {
 		cancel()
 		return nil, fmt.Errorf("store %s: series: %w", st.Name(), err)

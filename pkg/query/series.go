@@ -28,7 +28,7 @@ type chunkSeries struct {
 }
 
 // rawChunks are the raw chunks of one series, their data copied into one
-// arena. PromQL holds every selected series until the query ends; as
+// arena by seriesFrame. PromQL holds every selected series until the query ends; as
 // protobuf messages a chunk costs two structs and its own allocation, about
 // 200 bytes beside its data, which on wide queries was a quarter of the
 // querier's heap.
@@ -41,35 +41,6 @@ type rawChunk struct {
 	minT, maxT int64
 	off, end   uint32
 	enc        chunkenc.Encoding
-}
-
-// compactRaw returns chks as rawChunks, or nil when some chunk is not raw
-// (or of an encoding we do not know, which decode reports later).
-func compactRaw(chks []*storepb.AggrChunk) *rawChunks {
-	if len(chks) == 0 {
-		return nil
-	}
-	size := 0
-	for _, c := range chks {
-		if c.Raw == nil {
-			return nil
-		}
-		if _, err := storeapi.EncodingFromProto(c.Raw.Type); err != nil {
-			return nil
-		}
-		size += len(c.Raw.Data)
-	}
-	if size > math.MaxUint32 {
-		return nil
-	}
-	r := &rawChunks{arena: make([]byte, 0, size), chks: make([]rawChunk, len(chks))}
-	for i, c := range chks {
-		enc, _ := storeapi.EncodingFromProto(c.Raw.Type)
-		off := len(r.arena)
-		r.arena = append(r.arena, c.Raw.Data...)
-		r.chks[i] = rawChunk{minT: c.MinTime, maxT: c.MaxTime, off: uint32(off), end: uint32(len(r.arena)), enc: enc}
-	}
-	return r
 }
 
 // ReplicaRank tells dedup which replica the series comes from.

@@ -5,7 +5,9 @@ import (
 	"testing"
 
 	"github.com/prometheus/prometheus/tsdb/chunkenc"
+	"google.golang.org/protobuf/proto"
 
+	"github.com/strata-metrics/strata/api/proto/labelpb"
 	"github.com/strata-metrics/strata/api/proto/storepb"
 )
 
@@ -29,9 +31,10 @@ func TestAggregatesFor(t *testing.T) {
 	}
 }
 
-// TestCompactRawIteratesAsReceived: the compact form of raw chunks yields
-// the samples of the protobuf chunks, overlapping chunks and Seek included.
-func TestCompactRawIteratesAsReceived(t *testing.T) {
+// TestFramesDecodeAsReceived: frames decoded by hand hold what the
+// protobuf messages hold, and the compact form of raw chunks yields the
+// samples of the protobuf chunks, overlapping chunks and Seek included.
+func TestFramesDecodeAsReceived(t *testing.T) {
 	mk := func(from, to, step int64) *storepb.AggrChunk {
 		c := chunkenc.NewXORChunk()
 		app, err := c.Appender()
@@ -45,9 +48,42 @@ func TestCompactRawIteratesAsReceived(t *testing.T) {
 	}
 	// The second chunk overlaps the first (two blocks of one stream).
 	chks := []*storepb.AggrChunk{mk(0, 1000, 10), mk(900, 2000, 10), mk(2010, 3000, 30)}
-	raw := compactRaw(chks)
-	if raw == nil || len(raw.chks) != 3 {
-		t.Fatalf("compactRaw: %+v", raw)
+	aggr := &storepb.AggrChunk{MinTime: 3010, MaxTime: 4000, Count: chks[2].Raw, Sum: chks[2].Raw}
+	lbls := []*labelpb.Label{{Name: "__name__", Value: "m"}, {Name: "job", Value: "j"}}
+	frame := func(t *testing.T, resp *storepb.SeriesResponse) *seriesFrame {
+		t.Helper()
+		b, err := proto.Marshal(resp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := &seriesFrame{}
+		if err := f.decode(b); err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	f := frame(t, &storepb.SeriesResponse{Result: &storepb.SeriesResponse_Batch{Batch: &storepb.SeriesBatch{Series: []*storepb.Series{
+		{Labels: lbls, Chunks: chks},
+		{Labels: lbls, Chunks: append(slices.Clone(chks), aggr)},
+	}}}})
+	if len(f.series) != 2 || f.series[0].lset.String() != `{__name__="m", job="j"}` {
+		t.Fatalf("decoded batch: %+v", f.series)
+	}
+	raw := f.series[0].raw
+	if raw == nil || len(raw.chks) != 3 || f.series[0].chunks != nil {
+		t.Fatalf("raw-only series must decode compactly: %+v", f.series[0])
+	}
+	if f.series[1].raw != nil || len(f.series[1].chunks) != 4 || !proto.Equal(f.series[1].chunks[3], aggr) {
+		t.Fatalf("a series with an aggregate chunk must keep the messages: %+v", f.series[1])
+	}
+	if w := frame(t, &storepb.SeriesResponse{Result: &storepb.SeriesResponse_Warning{Warning: "store b down"}}); w.warning != "store b down" || len(w.series) != 0 {
+		t.Fatalf("decoded warning: %+v", w)
+	}
+	if one := frame(t, &storepb.SeriesResponse{Result: &storepb.SeriesResponse_Series{Series: &storepb.Series{Labels: lbls, Chunks: chks[:1]}}}); len(one.series) != 1 || len(one.series[0].raw.chks) != 1 {
+		t.Fatalf("decoded single series: %+v", one)
+	}
+	if err := (&seriesFrame{}).decode([]byte{0x22, 0x05, 0x0a}); err == nil {
+		t.Fatal("a truncated frame must fail")
 	}
 	read := func(s *chunkSeries, seek int64) []int64 {
 		it := s.Iterator(nil)
@@ -77,8 +113,5 @@ func TestCompactRawIteratesAsReceived(t *testing.T) {
 		if seek == 0 && len(want) != 101+100+34 {
 			t.Fatalf("protobuf form gives %d samples, want %d", len(want), 101+100+34)
 		}
-	}
-	if compactRaw([]*storepb.AggrChunk{chks[0], {MinTime: 1, MaxTime: 2, Count: chks[1].Raw}}) != nil {
-		t.Fatal("a series with an aggregate chunk must stay in the protobuf form")
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/util/annotations"
+	"google.golang.org/grpc"
 
 	"github.com/strata-metrics/strata/api/proto/storepb"
 	"github.com/strata-metrics/strata/pkg/storeapi"
@@ -21,29 +22,31 @@ type seriesStream struct {
 	store   string
 	rank    string // replica label values of the store, when it has one label set
 	aggrs   []storepb.Aggr
-	stream  storepb.Store_SeriesClient
+	stream  grpc.ClientStream // frames decoded by seriesCodec
 	cancel  context.CancelFunc
 	partial bool
 
-	builder labels.ScratchBuilder
-	batch   []*storepb.Series
-	cur     storage.Series
-	warns   annotations.Annotations
-	err     error
-	done    bool
+	frame seriesFrame
+	batch []frameSeries
+	cur   storage.Series
+	warns annotations.Annotations
+	err   error
+	done  bool
 }
 
 func (s *seriesStream) Next() bool {
 	for {
 		if len(s.batch) > 0 {
-			s.cur = s.toSeries(s.batch[0])
+			fs := s.batch[0]
+			s.batch[0] = frameSeries{}
 			s.batch = s.batch[1:]
+			s.cur = &chunkSeries{lset: fs.lset, raw: fs.raw, chunks: fs.chunks, rank: s.rank, aggrs: s.aggrs}
 			return true
 		}
 		if s.done {
 			return false
 		}
-		resp, err := s.stream.Recv()
+		err := s.stream.RecvMsg(&s.frame)
 		if err == io.EOF {
 			s.finish()
 			return false
@@ -52,23 +55,12 @@ func (s *seriesStream) Next() bool {
 			s.fail(err)
 			return false
 		}
-		switch r := resp.Result.(type) {
-		case *storepb.SeriesResponse_Series:
-			s.batch = append(s.batch[:0], r.Series)
-		case *storepb.SeriesResponse_Batch:
-			s.batch = append(s.batch[:0], r.Batch.Series...)
-		case *storepb.SeriesResponse_Warning:
-			s.warns.Add(fmt.Errorf("store %s: %s", s.store, r.Warning))
+		// The frame's slice is reused by the next frame: copy it out.
+		s.batch = append(s.batch[:0], s.frame.series...)
+		if s.frame.warning != "" {
+			s.warns.Add(fmt.Errorf("store %s: %s", s.store, s.frame.warning))
 		}
 	}
-}
-
-func (s *seriesStream) toSeries(ps *storepb.Series) storage.Series {
-	cs := &chunkSeries{lset: storeapi.LabelsFromProto(&s.builder, ps.Labels), rank: s.rank, aggrs: s.aggrs}
-	if cs.raw = compactRaw(ps.Chunks); cs.raw == nil {
-		cs.chunks = ps.Chunks
-	}
-	return cs
 }
 
 func (s *seriesStream) finish() {

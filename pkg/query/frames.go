@@ -1,0 +1,298 @@
+package query
+
+import (
+	"errors"
+	"fmt"
+	"math"
+
+	"github.com/prometheus/prometheus/model/labels"
+	"google.golang.org/grpc/encoding"
+	"google.golang.org/grpc/mem"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/strata-metrics/strata/api/proto/storepb"
+	"github.com/strata-metrics/strata/pkg/storeapi"
+)
+
+// Series frames are decoded by hand, straight into what the querier keeps
+// (labels and one arena of chunk data per series), instead of into
+// protobuf messages that are converted and dropped: on wide queries the
+// generic decoder's allocation per chunk was the querier's largest cost
+// after PromQL itself.
+
+// seriesFrame is one SeriesResponse as the querier keeps it.
+type seriesFrame struct {
+	series  []frameSeries
+	warning string
+	sb      labels.ScratchBuilder
+}
+
+// frameSeries is one series of a frame: raw chunks compactly, or, when it
+// has aggregates (downsampled data), the chunk messages.
+type frameSeries struct {
+	lset   labels.Labels
+	raw    *rawChunks
+	chunks []*storepb.AggrChunk
+}
+
+// seriesCodec decodes SeriesResponse frames into seriesFrame and leaves
+// every other message to the proto codec. Its name is "proto", so the
+// wire is unchanged.
+type seriesCodec struct{}
+
+func (seriesCodec) Name() string { return "proto" }
+
+func (seriesCodec) Marshal(v any) (mem.BufferSlice, error) {
+	return encoding.GetCodecV2("proto").Marshal(v)
+}
+
+func (seriesCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	f, ok := v.(*seriesFrame)
+	if !ok {
+		return encoding.GetCodecV2("proto").Unmarshal(data, v)
+	}
+	buf := data.MaterializeToBuffer(mem.DefaultBufferPool())
+	defer buf.Free()
+	return f.decode(buf.ReadOnlyData())
+}
+
+var errTruncated = errors.New("truncated SeriesResponse")
+
+// decode reads a SeriesResponse: series (1), warning (2), hints (3,
+// ignored) or batch (4).
+func (f *seriesFrame) decode(b []byte) error {
+	clear(f.series)
+	f.series, f.warning = f.series[:0], ""
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return errTruncated
+		}
+		b = b[n:]
+		if typ != protowire.BytesType || num < 1 || num > 4 || num == 3 {
+			n = protowire.ConsumeFieldValue(num, typ, b)
+			if n < 0 {
+				return errTruncated
+			}
+			b = b[n:]
+			continue
+		}
+		v, n := protowire.ConsumeBytes(b)
+		if n < 0 {
+			return errTruncated
+		}
+		b = b[n:]
+		switch num {
+		case 1:
+			if err := f.addSeries(v); err != nil {
+				return err
+			}
+		case 2:
+			f.warning = string(v)
+		case 4:
+			if err := forEachField(v, func(num protowire.Number, v []byte) error {
+				if num == 1 {
+					return f.addSeries(v)
+				}
+				return nil
+			}); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// forEachField calls fn with the number and contents of every
+// length-delimited field of a message, skipping the others.
+func forEachField(b []byte, fn func(protowire.Number, []byte) error) error {
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return errTruncated
+		}
+		b = b[n:]
+		if typ != protowire.BytesType {
+			n = protowire.ConsumeFieldValue(num, typ, b)
+			if n < 0 {
+				return errTruncated
+			}
+			b = b[n:]
+			continue
+		}
+		v, n := protowire.ConsumeBytes(b)
+		if n < 0 {
+			return errTruncated
+		}
+		b = b[n:]
+		if err := fn(num, v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// rawChunkFields are the fields of an AggrChunk with only raw data.
+type rawChunkFields struct {
+	minT, maxT int64
+	typ        storepb.Chunk_Encoding
+	data       []byte
+	rawOnly    bool
+}
+
+// parseAggrChunk reads an AggrChunk; rawOnly is false when it has
+// aggregates or no raw chunk.
+func parseAggrChunk(b []byte) (rawChunkFields, error) {
+	var c rawChunkFields
+	hasRaw, hasAggr := false, false
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return c, errTruncated
+		}
+		b = b[n:]
+		switch {
+		case (num == 1 || num == 2) && typ == protowire.VarintType:
+			v, n := protowire.ConsumeVarint(b)
+			if n < 0 {
+				return c, errTruncated
+			}
+			b = b[n:]
+			if num == 1 {
+				c.minT = int64(v)
+			} else {
+				c.maxT = int64(v)
+			}
+		case num == 3 && typ == protowire.BytesType:
+			v, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return c, errTruncated
+			}
+			b = b[n:]
+			hasRaw = true
+			for len(v) > 0 {
+				cnum, ctyp, n := protowire.ConsumeTag(v)
+				if n < 0 {
+					return c, errTruncated
+				}
+				v = v[n:]
+				switch {
+				case cnum == 1 && ctyp == protowire.VarintType:
+					t, n := protowire.ConsumeVarint(v)
+					if n < 0 {
+						return c, errTruncated
+					}
+					v = v[n:]
+					c.typ = storepb.Chunk_Encoding(t)
+				case cnum == 2 && ctyp == protowire.BytesType:
+					d, n := protowire.ConsumeBytes(v)
+					if n < 0 {
+						return c, errTruncated
+					}
+					v = v[n:]
+					c.data = d
+				default:
+					n = protowire.ConsumeFieldValue(cnum, ctyp, v)
+					if n < 0 {
+						return c, errTruncated
+					}
+					v = v[n:]
+				}
+			}
+		default:
+			if num >= 4 && num <= 8 {
+				hasAggr = true
+			}
+			n = protowire.ConsumeFieldValue(num, typ, b)
+			if n < 0 {
+				return c, errTruncated
+			}
+			b = b[n:]
+		}
+	}
+	c.rawOnly = hasRaw && !hasAggr
+	if c.rawOnly {
+		if _, err := storeapi.EncodingFromProto(c.typ); err != nil {
+			c.rawOnly = false
+		}
+	}
+	return c, nil
+}
+
+// addSeries decodes a Series: labels (1) and chunks (2).
+func (f *seriesFrame) addSeries(b []byte) error {
+	f.sb.Reset()
+	nchunks, size, rawOnly := 0, 0, true
+	err := forEachField(b, func(num protowire.Number, v []byte) error {
+		switch num {
+		case 1:
+			var name, value string
+			if err := forEachField(v, func(num protowire.Number, v []byte) error {
+				switch num {
+				case 1:
+					name = string(v)
+				case 2:
+					value = string(v)
+				}
+				return nil
+			}); err != nil {
+				return err
+			}
+			f.sb.Add(name, value)
+		case 2:
+			c, err := parseAggrChunk(v)
+			if err != nil {
+				return err
+			}
+			nchunks++
+			size += len(c.data)
+			rawOnly = rawOnly && c.rawOnly
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	f.sb.Sort()
+	s := frameSeries{lset: f.sb.Labels()}
+	switch {
+	case nchunks == 0:
+	case rawOnly && size <= math.MaxUint32:
+		s.raw = &rawChunks{arena: make([]byte, 0, size), chks: make([]rawChunk, 0, nchunks)}
+		err = forEachField(b, func(num protowire.Number, v []byte) error {
+			if num != 2 {
+				return nil
+			}
+			c, err := parseAggrChunk(v)
+			if err != nil {
+				return err
+			}
+			enc, _ := storeapi.EncodingFromProto(c.typ)
+			off := len(s.raw.arena)
+			s.raw.arena = append(s.raw.arena, c.data...)
+			s.raw.chks = append(s.raw.chks, rawChunk{minT: c.minT, maxT: c.maxT, off: uint32(off), end: uint32(len(s.raw.arena)), enc: enc})
+			return nil
+		})
+	default:
+		// Aggregates (or an encoding only decode can name): the generic
+		// messages, rare enough not to matter.
+		s.chunks = make([]*storepb.AggrChunk, 0, nchunks)
+		err = forEachField(b, func(num protowire.Number, v []byte) error {
+			if num != 2 {
+				return nil
+			}
+			c := &storepb.AggrChunk{}
+			if err := proto.Unmarshal(v, c); err != nil {
+				return fmt.Errorf("decode chunk: %w", err)
+			}
+			s.chunks = append(s.chunks, c)
+			return nil
+		})
+	}
+	if err != nil {
+		return err
+	}
+	f.series = append(f.series, s)
+	return nil
+}
