@@ -7,6 +7,8 @@ import (
 	"hash/crc32"
 	"os"
 	"path"
+	"path/filepath"
+	"runtime"
 	"sort"
 	"sync"
 
@@ -25,18 +27,17 @@ type bucketBlock struct {
 	ext     labels.Labels
 	bkt     objstore.BucketReader
 	ctx     context.Context
-	pages   *pageCache
 	chunks  *pageCache
 	dataDir string
 
 	mu       sync.Mutex
 	ir       *index.Reader
-	irSource *objectReader
+	irSource *indexFile
 	segments []*objectReader
 }
 
-func newBucketBlock(ctx context.Context, m *block.Meta, bkt objstore.BucketReader, pages, chunkPages *pageCache, dataDir string) *bucketBlock {
-	return &bucketBlock{meta: m, ext: m.LabelSet(), bkt: bkt, ctx: ctx, pages: pages, chunks: chunkPages, dataDir: dataDir}
+func newBucketBlock(ctx context.Context, m *block.Meta, bkt objstore.BucketReader, chunkPages *pageCache, dataDir string) *bucketBlock {
+	return &bucketBlock{meta: m, ext: m.LabelSet(), bkt: bkt, ctx: ctx, chunks: chunkPages, dataDir: dataDir}
 }
 
 // objectSize is the object's size from meta.json, or from the bucket.
@@ -53,9 +54,8 @@ func (b *bucketBlock) objectSize(rel string) (int64, error) {
 	return attrs.Size, nil
 }
 
-// index opens the block's index on first use: Prometheus' index reader reads
-// the table of contents, the symbols and the postings offset table, through
-// the page cache.
+// index opens the block's index on first use: Prometheus' index reader over
+// the block's sparse local copy of the index (see indexFile).
 func (b *bucketBlock) index() (*index.Reader, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -66,24 +66,28 @@ func (b *bucketBlock) index() (*index.Reader, error) {
 	if err != nil {
 		return nil, err
 	}
-	src := &objectReader{ctx: b.ctx, bkt: b.bkt, name: path.Join(b.meta.ULID.String(), block.IndexFilename), size: size, cache: b.pages}
-	_, haveHeader := os.Stat(headerPath(b.dataDir, b.meta.ULID.String()))
-	if err := loadHeader(b.dataDir, b.meta.ULID.String(), src.name, b.pages); err != nil {
-		return nil, err
+	id := b.meta.ULID.String()
+	// Earlier versions kept the pages read at open in this file.
+	_ = os.Remove(filepath.Join(b.dataDir, id+".index-header"))
+	src, err := openIndexFile(b.ctx, b.bkt, path.Join(id, block.IndexFilename), size, b.dataDir, id)
+	if err != nil {
+		return nil, fmt.Errorf("block %s: %w", b.meta.ULID, err)
 	}
 	ir, err := index.NewReader(src, index.DecodePostingsRaw)
 	if err != nil {
 		if rerr := src.Err(); rerr != nil {
 			err = rerr
 		}
+		src.close(true)
 		return nil, fmt.Errorf("block %s: open index: %w", b.meta.ULID, err)
 	}
+	// What opening read is the header: keep its pages for restarts. Best
+	// effort: without it a restart only costs requests.
+	_ = src.saveState()
 	b.ir, b.irSource = ir, src
-	if haveHeader != nil {
-		// What the reader read to open is the header: keep it for restarts.
-		// Best effort: without the header a restart only costs requests.
-		_ = writeHeader(b.dataDir, b.meta.ULID.String(), b.pages.entriesOf(src.name))
-	}
+	// The mapping goes when the block does: requests hold the block while
+	// they read its index, so nothing reads the mapping after that.
+	runtime.AddCleanup(b, func(x *indexFile) { _ = x.close(false) }, src)
 	return ir, nil
 }
 

@@ -20,12 +20,13 @@ import (
 // countingBucket counts ranged reads of index objects on a real bucket.
 type countingBucket struct {
 	objstore.InstrumentedBucket
-	indexReads atomic.Int64
+	indexReads, indexBytes atomic.Int64
 }
 
 func (b *countingBucket) GetRange(ctx context.Context, name string, off, length int64) (io.ReadCloser, error) {
 	if strings.HasSuffix(name, "/index") {
 		b.indexReads.Add(1)
+		b.indexBytes.Add(length)
 	}
 	return b.InstrumentedBucket.GetRange(ctx, name, off, length)
 }
@@ -35,12 +36,13 @@ func (b *countingBucket) ReaderWithExpectedErrs(objstore.IsOpFailureExpectedFunc
 }
 
 // TestIndexHeaderSpeedsUpRestart: a store restarted on the same --data-dir
-// opens its blocks' indexes without reading them from the bucket again.
+// opens its blocks' indexes without reading them from the bucket again, and
+// never downloads a whole index.
 func TestIndexHeaderSpeedsUpRestart(t *testing.T) {
 	ctx := context.Background()
 	base := newBucket(t)
 	end := time.Date(2026, 7, 1, 0, 0, 0, 0, time.UTC).UnixMilli()
-	cfg := blockgen.Config{Seed: 3, Targets: 20, MinTime: end - 2*3600_000, MaxTime: end, ExternalLabels: map[string]string{"cluster": "c"}}
+	cfg := blockgen.Config{Seed: 3, Targets: 200, MinTime: end - 2*3600_000, MaxTime: end, ExternalLabels: map[string]string{"cluster": "c"}}
 	if _, err := blockgen.WriteBucket(ctx, logger, cfg, base); err != nil {
 		t.Fatal(err)
 	}
@@ -54,14 +56,17 @@ func TestIndexHeaderSpeedsUpRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	entries, _ := os.ReadDir(dataDir)
-	headers := 0
+	copies, states := 0, 0
 	for _, e := range entries {
-		if strings.HasSuffix(e.Name(), ".index-header") {
-			headers++
+		switch {
+		case strings.HasSuffix(e.Name(), ".index"):
+			copies++
+		case strings.HasSuffix(e.Name(), ".index.pages"):
+			states++
 		}
 	}
-	if headers != 1 {
-		t.Fatalf("want one index header written: %v", entries)
+	if copies != 1 || states != 1 {
+		t.Fatalf("want one local index copy and its page list: %v", entries)
 	}
 	if metas, _ := os.ReadDir(filepath.Join(dataDir, "meta-cache")); len(metas) != 1 {
 		t.Fatalf("want one cached meta.json: %v", metas)
@@ -69,8 +74,23 @@ func TestIndexHeaderSpeedsUpRestart(t *testing.T) {
 	restarted := &countingBucket{InstrumentedBucket: base}
 	c2, _, _ := serve(t, restarted, Config{DataDir: dataDir, IndexCacheBytes: 1 << 20, ChunkCacheBytes: 1 << 20})
 	_, order, err := series(t, c2, req)
-	if err != nil || len(order) != 20 {
+	if err != nil || len(order) != 200 {
 		t.Fatalf("after restart: %d series, %v", len(order), err)
+	}
+	var indexSize int64
+	if err := base.Iter(ctx, "", func(name string) error {
+		if strings.HasSuffix(name, "/index") {
+			a, err := base.Attributes(ctx, name)
+			indexSize = a.Size
+			return err
+		}
+		return nil
+	}, objstore.WithRecursiveIter()); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("index bytes read: %d of %d", first.indexBytes.Load(), indexSize)
+	if first.indexBytes.Load() >= indexSize/2 {
+		t.Fatalf("the store read %d bytes of a %d-byte index for one narrow query: it must read the header and what the query needs, not the index", first.indexBytes.Load(), indexSize)
 	}
 	a, b := first.indexReads.Load(), restarted.indexReads.Load()
 	t.Logf("index reads: first start %d, after restart %d", a, b)

@@ -195,16 +195,3 @@ func (r *objectReader) fetch(from, to int64, dst [][]byte) error {
 	}
 	return nil
 }
-
-// entriesOf returns the cached entries of one object.
-func (c *pageCache) entriesOf(object string) []pageEntry {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	var out []pageEntry
-	for k, e := range c.items {
-		if k.object == object {
-			out = append(out, *e.Value.(*pageEntry))
-		}
-	}
-	return out
-}

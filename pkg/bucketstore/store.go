@@ -62,7 +62,6 @@ type Store struct {
 	bkt    objstore.InstrumentedBucketReader
 	logger *slog.Logger
 	lister *block.Lister
-	pages  *pageCache
 	chunks *pageCache
 	gate   chan struct{}
 	ctx    context.Context
@@ -90,11 +89,19 @@ func New(ctx context.Context, cfg Config, bkt objstore.InstrumentedBucketReader,
 	if cfg.MinTime == 0 {
 		cfg.MinTime = math.MinInt64
 	}
+	if cfg.DataDir == "" {
+		// Indexes need a local directory; without one, a temporary one
+		// that goes with ctx.
+		dir, err := os.MkdirTemp("", "strata-store-")
+		if err == nil {
+			cfg.DataDir = dir
+			go func() { <-ctx.Done(); os.RemoveAll(dir) }()
+		}
+	}
 	f := promauto.With(reg)
 	return &Store{
 		cfg: cfg, bkt: bkt, logger: logger, ctx: ctx,
 		lister:        newLister(bkt, cfg),
-		pages:         newPageCache("index", max(cfg.IndexCacheBytes, pageSize), reg),
 		chunks:        newPageCache("chunks", max(cfg.ChunkCacheBytes, pageSize), reg),
 		gate:          make(chan struct{}, cfg.MaxConcurrency),
 		blocks:        map[ulid.ULID]*bucketBlock{},
@@ -167,14 +174,16 @@ func (s *Store) Sync(ctx context.Context) error {
 	for id := range s.blocks {
 		if keep[id] == nil {
 			delete(s.blocks, id)
-			if s.cfg.DataDir != "" {
-				_ = os.Remove(headerPath(s.cfg.DataDir, id.String()))
-			}
+			// A request may still read its mapping; the file goes now,
+			// the mapping with the block (see bucketBlock.index).
+			_ = os.Remove(indexPath(s.cfg.DataDir, id.String()))
+			_ = os.Remove(indexPath(s.cfg.DataDir, id.String()) + ".pages")
+			_ = os.Remove(filepath.Join(s.cfg.DataDir, id.String()+".index-header"))
 		}
 	}
 	for id, m := range keep {
 		if s.blocks[id] == nil {
-			s.blocks[id] = newBucketBlock(s.ctx, m, s.bkt, s.pages, s.chunks, s.cfg.DataDir)
+			s.blocks[id] = newBucketBlock(s.ctx, m, s.bkt, s.chunks, s.cfg.DataDir)
 		}
 	}
 	s.blocksLoaded.Set(float64(len(s.blocks)))
