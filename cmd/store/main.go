@@ -44,7 +44,7 @@ func main() {
 	app.Flag("selector.relabel-config", "Relabel configs as YAML, instead of --selector.relabel-config-file.").StringVar(&relabelContent)
 	app.Flag("ignore-deletion-marks-delay", "Stop serving a block this long after it was marked for deletion.").Default("24h").SetValue(&ignoreDelay)
 	app.Flag("consistency-delay", "Do not serve blocks younger than this: their upload may still be settling.").Default("0s").SetValue(&consistency)
-	app.Flag("index-cache-size", "Size of the in-memory cache of index pages (postings and series).").Default("250MB").BytesVar(&indexCache)
+	app.Flag("index-cache-size", "Accepted for Thanos compatibility, no effect: index pages live in memory-mapped local copies in --data-dir, cached by the kernel, not in the Go heap.").Default("250MB").BytesVar(&indexCache)
 	app.Flag("chunk-pool-size", "Size of the in-memory cache of chunk pages. Large scans do not fit any cache, so the default is small; raise it on S3 to save GETs of panels that read the same few series again.").Default("64MB").BytesVar(&chunkPool)
 	app.Flag("store.limits.request-series", "Most series one Series request may select; 0 is no limit.").Default("0").Int64Var(&cfg.LimitSeries)
 	app.Flag("store.limits.request-samples", "Most samples one Series request may read (estimated at 120 per chunk); 0 is no limit.").Default("0").Int64Var(&cfg.LimitSamples)

@@ -45,12 +45,14 @@ type Config struct {
 	Relabel                  []*relabel.Config
 	IgnoreDeletionMarksDelay time.Duration
 	ConsistencyDelay         time.Duration
-	IndexCacheBytes          int64
-	ChunkCacheBytes          int64
-	SyncConcurrency          int
-	LimitSeries              int64
-	LimitSamples             int64
-	MaxConcurrency           int
+	// IndexCacheBytes is unused: indexes are memory-mapped local copies
+	// (see indexFile). Kept for the flag Thanos users pass.
+	IndexCacheBytes int64
+	ChunkCacheBytes int64
+	SyncConcurrency int
+	LimitSeries     int64
+	LimitSamples    int64
+	MaxConcurrency  int
 }
 
 // Store serves the bucket's blocks over the StoreAPI.
