@@ -69,17 +69,29 @@ func (b *bucketBlock) index() (*index.Reader, error) {
 	id := b.meta.ULID.String()
 	// Earlier versions kept the pages read at open in this file.
 	_ = os.Remove(filepath.Join(b.dataDir, id+".index-header"))
-	src, err := openIndexFile(b.ctx, b.bkt, path.Join(id, block.IndexFilename), size, b.dataDir, id)
-	if err != nil {
-		return nil, fmt.Errorf("block %s: %w", b.meta.ULID, err)
-	}
-	ir, err := index.NewReader(src, index.DecodePostingsRaw)
-	if err != nil {
+	var (
+		src *indexFile
+		ir  *index.Reader
+	)
+	for {
+		src, err = openIndexFile(b.ctx, b.bkt, path.Join(id, block.IndexFilename), size, b.dataDir, id)
+		if err != nil {
+			return nil, fmt.Errorf("block %s: %w", b.meta.ULID, err)
+		}
+		ir, err = index.NewReader(src, index.DecodePostingsRaw)
+		if err == nil {
+			break
+		}
 		if rerr := src.Err(); rerr != nil {
 			err = rerr
 		}
-		src.close(true)
-		return nil, fmt.Errorf("block %s: open index: %w", b.meta.ULID, err)
+		loaded := src.loaded
+		_ = src.close(true)
+		if !loaded {
+			return nil, fmt.Errorf("block %s: open index: %w", b.meta.ULID, err)
+		}
+		// The kept copy is damaged (a crash before its pages reached
+		// the disk): start it over from the bucket.
 	}
 	// What opening read is the header: keep its pages for restarts. Best
 	// effort: without it a restart only costs requests.

@@ -38,6 +38,8 @@ type indexFile struct {
 
 	mu      sync.Mutex
 	present []bool // per page of pageSize bytes
+	loaded  bool   // pages were trusted from the state file
+	dirty   bool   // pages were fetched since the state was saved
 	err     error
 }
 
@@ -101,15 +103,22 @@ func (x *indexFile) loadState() {
 	for i, v := range rest[8:] {
 		x.present[i] = v == 1
 	}
+	x.loaded = true
 }
 
-// saveState writes the list of present pages, after the pages themselves
-// reached the disk, so that a restart trusts only what is there.
+// saveState writes the list of present pages if pages were fetched since
+// it was last written. It does not wait for the pages to reach the disk (a
+// thousand blocks would take seconds to sync): after a machine crash a
+// listed page may hold zeros, which the index's checksums catch when the
+// reader opens (header sections) or reads (postings, series); bucketBlock
+// then starts the copy over.
 func (x *indexFile) saveState() error {
-	if err := x.f.Sync(); err != nil {
-		return err
-	}
 	x.mu.Lock()
+	if !x.dirty {
+		x.mu.Unlock()
+		return nil
+	}
+	x.dirty = false
 	b := make([]byte, 0, len(indexStateMagic)+8+len(x.present))
 	b = append(b, indexStateMagic...)
 	b = binary.LittleEndian.AppendUint64(b, uint64(x.size))
@@ -209,6 +218,7 @@ func (x *indexFile) fetch(from, to int) error {
 	for p := from; p <= to; p++ {
 		x.present[p] = true
 	}
+	x.dirty = true
 	return nil
 }
 
