@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/tsdb/chunkenc"
@@ -53,6 +54,9 @@ func (b *bucketBlock) objectSize(rel string) (int64, error) {
 	}
 	return attrs.Size, nil
 }
+
+// unmapDelay is how long a dropped block's index stays mapped.
+const unmapDelay = 10 * time.Minute
 
 // index opens the block's index on first use: Prometheus' index reader over
 // the block's sparse local copy of the index (see indexFile).
@@ -97,9 +101,13 @@ func (b *bucketBlock) index() (*index.Reader, error) {
 	// effort: without it a restart only costs requests.
 	_ = src.saveState()
 	b.ir, b.irSource = ir, src
-	// The mapping goes when the block does: requests hold the block while
-	// they read its index, so nothing reads the mapping after that.
-	runtime.AddCleanup(b, func(x *indexFile) { _ = x.close(false) }, src)
+	// The mapping goes some time after the block does: requests hold the
+	// block while they read its index, but Prometheus' reader hands out
+	// label values that point into the mapping, which a finished request
+	// may have left in a buffer a little longer.
+	runtime.AddCleanup(b, func(x *indexFile) {
+		time.AfterFunc(unmapDelay, func() { _ = x.close(false) })
+	}, src)
 	return ir, nil
 }
 
