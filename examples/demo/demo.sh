@@ -170,4 +170,14 @@ INFO
 stopping=0
 trap 'stopping=1; stop; exit 0' INT TERM
 wait -n "${pids[@]}" || true
-((stopping)) || echo "A process exited unexpectedly; see $logs." >&2
+# Ctrl-C reaches this shell and every process at once; the processes exit
+# on it by themselves, and bash then drops its own SIGINT (it leaves Ctrl-C
+# to a child that handles it). So: if every process goes within seconds, it
+# was Ctrl-C; if the others keep running, one of them crashed.
+for _ in $(seq 1 30); do
+	alive=0
+	for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
+	((alive)) || break
+	sleep 0.1
+done
+((stopping || !alive)) || echo "A process exited unexpectedly; see $logs." >&2
