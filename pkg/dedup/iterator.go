@@ -6,6 +6,7 @@ import (
 
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/value"
 	"github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/tsdb/chunkenc"
 )
@@ -78,9 +79,13 @@ type replica struct {
 }
 
 func (r *replica) next() {
-	if r.vt == chunkenc.ValFloat {
+	switch {
+	case r.vt == chunkenc.ValFloat && value.IsStaleNaN(r.f):
+		// A staleness marker is no value: the one before it stays the
+		// previous value, so a reset across it is still seen.
+	case r.vt == chunkenc.ValFloat:
 		r.prevF, r.hasPrev = r.f, true
-	} else {
+	default:
 		r.hasPrev = false
 	}
 	r.vt = r.it.Next()
@@ -229,16 +234,20 @@ func (d *Iterator) Next() chunkenc.ValueType {
 func (d *Iterator) emit(pick int) chunkenc.ValueType {
 	p := &d.reps[pick]
 	d.switched = d.cur >= 0 && pick != d.cur
-	if p.vt == chunkenc.ValFloat && d.counter {
+	stale := p.vt == chunkenc.ValFloat && value.IsStaleNaN(p.f)
+	if p.vt == chunkenc.ValFloat && d.counter && !stale {
 		d.adjustCounter(p)
 	}
 	if d.lastT != math.MinInt64 {
 		d.step = p.t - d.lastT
 	}
 	d.cur, d.lastT = pick, p.t
-	if p.vt == chunkenc.ValFloat {
+	switch {
+	case stale:
+		// Not a value: the last one stays the level to hold.
+	case p.vt == chunkenc.ValFloat:
 		d.lastOut, d.hasOut = p.f+d.offset, true
-	} else {
+	default:
 		d.hasOut = false
 	}
 	return p.vt
@@ -277,9 +286,14 @@ func (d *Iterator) Seek(t int64) chunkenc.ValueType {
 	}
 }
 
-// At returns the current float sample.
+// At returns the current float sample. A staleness marker is returned as
+// it is: any arithmetic on it, even adding 0, makes it a plain NaN, which
+// PromQL would then read as a sample instead of the end of the series.
 func (d *Iterator) At() (int64, float64) {
 	r := &d.reps[d.cur]
+	if d.offset == 0 || value.IsStaleNaN(r.f) {
+		return r.t, r.f
+	}
 	return r.t, r.f + d.offset
 }
 

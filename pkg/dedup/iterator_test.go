@@ -1,10 +1,12 @@
 package dedup
 
 import (
+	"math"
 	"testing"
 
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/value"
 	"github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/tsdb/chunkenc"
 	"github.com/prometheus/prometheus/tsdb/chunks"
@@ -222,4 +224,40 @@ func BenchmarkDedupIterator(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/sample")
+}
+
+// TestStaleMarkers: when a scraped process dies, a replica writes a
+// staleness marker, and the counter restarts low. The marker comes out of
+// dedup bit for bit (PromQL drops it from ranges only if it is exactly
+// StaleNaN), and the restart stays a reset for rate() and resets(), with
+// and without the counter adjustment.
+func TestStaleMarkers(t *testing.T) {
+	stale := math.Float64frombits(value.StaleNaN)
+	// Replica a: values until the process dies at 60s, then nothing until
+	// it scrapes the restarted process at 120s. Replica b, a little later
+	// in each scrape, writes the staleness marker at 75s and has the
+	// restarted process from 105s.
+	a := []fs{{0, 100}, {15000, 110}, {30000, 120}, {45000, 130}, {120000, 8}, {135000, 12}}
+	b := []fs{{3, 99}, {15003, 109}, {30003, 119}, {45003, 129}, {75003, stale}, {105003, 5}, {120003, 9}, {135003, 13}}
+	for _, counter := range []bool{false, true} {
+		out := drain(t, merged(counter, a, b).Iterator(nil))
+		sawStale, resets := false, 0
+		prev := math.NaN()
+		for _, s := range out {
+			if math.IsNaN(s.f) {
+				if !value.IsStaleNaN(s.f) {
+					t.Fatalf("counter=%v: a NaN that is not the staleness marker at %d: %v", counter, s.t, out)
+				}
+				sawStale = true
+				continue
+			}
+			if !math.IsNaN(prev) && s.f < prev {
+				resets++
+			}
+			prev = s.f
+		}
+		if !sawStale || resets != 1 {
+			t.Fatalf("counter=%v: staleness marker kept %v, %d resets (want 1): %v", counter, sawStale, resets, out)
+		}
+	}
 }
