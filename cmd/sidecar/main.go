@@ -8,10 +8,12 @@ import (
 	"os"
 
 	"github.com/thanos-io/objstore"
+	"google.golang.org/grpc"
 
 	"github.com/strata-metrics/strata/pkg/bucket"
 	"github.com/strata-metrics/strata/pkg/component"
 	"github.com/strata-metrics/strata/pkg/sidecar"
+	"github.com/strata-metrics/strata/pkg/storeapi"
 )
 
 func main() {
@@ -31,7 +33,8 @@ func main() {
 		fmt.Fprintf(os.Stderr, "strata-sidecar: %v\n", err)
 		os.Exit(2)
 	}
-	rt, err := component.New(flags)
+	// Series frames built by hand go out as they are (see pkg/sidecar).
+	rt, err := component.New(flags, grpc.ForceServerCodecV2(storeapi.ServerCodec{}))
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "strata-sidecar: %v\n", err)
 		os.Exit(1)

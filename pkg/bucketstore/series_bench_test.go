@@ -3,7 +3,6 @@ package bucketstore
 import (
 	"context"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -17,9 +16,11 @@ import (
 	"github.com/prometheus/prometheus/tsdb"
 	"github.com/thanos-io/objstore"
 	"github.com/thanos-io/objstore/providers/filesystem"
+	"google.golang.org/grpc"
 
 	"github.com/strata-metrics/strata/api/proto/storepb"
 	"github.com/strata-metrics/strata/pkg/blockgen"
+	"github.com/strata-metrics/strata/pkg/query"
 	"github.com/strata-metrics/strata/pkg/storeapi"
 )
 
@@ -28,8 +29,8 @@ import (
 // a narrow, a wide and a regex selector on one replica: cold (a store just
 // started on an empty --data-dir) and warm (best of 3), against a local
 // tsdb chunk querier reading the same replica's blocks from disk, with
-// the bucket requests and bytes each query costs. The client reads chunks
-// without decoding them, as the local querier does.
+// the bucket requests and bytes each query costs. The client is the
+// querier's frame decoder; neither side decodes the chunks themselves.
 func BenchmarkSeries(b *testing.B) {
 	n := 20000
 	if v := os.Getenv("STRATA_BENCH_SERIES"); v != "" {
@@ -73,15 +74,14 @@ func BenchmarkSeries(b *testing.B) {
 		{"wide", `{__name__="http_request_duration_seconds_bucket"}`},
 		{"regex", `{__name__=~"node_(cpu|memory).*", instance=~"host-000[0-4].*"}`},
 	}
-	start := func() (storepb.StoreClient, *prometheus.Registry) {
+	start := func() (*grpc.ClientConn, *prometheus.Registry) {
 		reg := prometheus.NewRegistry()
 		s := New(ctx, Config{DataDir: b.TempDir(), IndexCacheBytes: 250 << 20, ChunkCacheBytes: 64 << 20, MaxTime: cfg.MaxTime * 2},
 			objstore.WrapWithMetrics(fs, reg, "store"), logger, reg)
 		if err := s.Sync(ctx); err != nil {
 			b.Fatal(err)
 		}
-		client, _, _ := serveStore(b, s)
-		return client, reg
+		return serveConn(b, s), reg
 	}
 	fmt.Printf("\nstore Series, %d series x 24h x 2 replicas, one replica selected; local = tsdb chunk querier on the same blocks on disk\n", cfg.SeriesCount())
 	fmt.Printf("%-8s %8s %9s %10s %10s %10s %7s %11s %11s %10s %10s\n", "selector", "series", "chunks", "local", "cold", "warm", "ratio",
@@ -180,32 +180,18 @@ func readLocal(ctx context.Context, db *tsdb.DBReadOnly, ms []*labels.Matcher, m
 	return c, set.Err()
 }
 
-func readStore(ctx context.Context, client storepb.StoreClient, req *storepb.SeriesRequest) (counted, error) {
-	stream, err := client.Series(ctx, req)
-	if err != nil {
-		return counted{}, err
-	}
+// readStore reads through the querier's own decoder.
+func readStore(ctx context.Context, conn grpc.ClientConnInterface, req *storepb.SeriesRequest) (counted, error) {
 	var c counted
-	for {
-		r, err := stream.Recv()
-		if err == io.EOF {
-			return c, nil
+	err := query.ReadSeries(ctx, conn, req, func(_ labels.Labels, chunks [][]byte) error {
+		c.series++
+		for _, d := range chunks {
+			c.chunks++
+			c.bytes += len(d)
 		}
-		if err != nil {
-			return c, err
-		}
-		series := r.GetBatch().GetSeries()
-		if s := r.GetSeries(); s != nil {
-			series = []*storepb.Series{s}
-		}
-		for _, s := range series {
-			c.series++
-			for _, ch := range s.Chunks {
-				c.chunks++
-				c.bytes += len(ch.Raw.GetData())
-			}
-		}
-	}
+		return nil
+	})
+	return c, err
 }
 
 func bestOf(b *testing.B, n int, f func() error) time.Duration {

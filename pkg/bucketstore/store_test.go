@@ -56,6 +56,13 @@ func serve(t testing.TB, bkt objstore.InstrumentedBucket, cfg Config) (storepb.S
 // serveStore serves s on 127.0.0.1 and returns clients.
 func serveStore(t testing.TB, s *Store) (storepb.StoreClient, infopb.InfoClient, *Store) {
 	t.Helper()
+	conn := serveConn(t, s)
+	return storepb.NewStoreClient(conn), infopb.NewInfoClient(conn), s
+}
+
+// serveConn serves s over gRPC on 127.0.0.1 and returns a connection to it.
+func serveConn(t testing.TB, s *Store) *grpc.ClientConn {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -69,7 +76,7 @@ func serveStore(t testing.TB, s *Store) (storepb.StoreClient, infopb.InfoClient,
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	return storepb.NewStoreClient(conn), infopb.NewInfoClient(conn), s
+	return conn
 }
 
 type sample struct {

@@ -154,16 +154,16 @@ func formatMs(ms int64) string {
 type ChunkedStream struct {
 	body   io.ReadCloser
 	reader *remote.ChunkedReader
-	resp   prompb.ChunkedReadResponse
 }
 
-// Next decodes the next frame; io.EOF at the end.
+// Next decodes the next frame; io.EOF at the end. Each frame is a new
+// message, so a caller may hold one while reading the next.
 func (s *ChunkedStream) Next() (*prompb.ChunkedReadResponse, error) {
-	s.resp.Reset()
-	if err := s.reader.NextProto(&s.resp); err != nil {
+	resp := &prompb.ChunkedReadResponse{}
+	if err := s.reader.NextProto(resp); err != nil {
 		return nil, err
 	}
-	return &s.resp, nil
+	return resp, nil
 }
 
 // Close releases the connection.

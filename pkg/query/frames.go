@@ -1,11 +1,14 @@
 package query
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 
 	"github.com/prometheus/prometheus/model/labels"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/encoding/protowire"
@@ -295,4 +298,60 @@ func (f *seriesFrame) addSeries(b []byte) error {
 	}
 	f.series = append(f.series, s)
 	return nil
+}
+
+// openSeries starts a Series request on cc whose frames seriesCodec
+// decodes.
+func openSeries(ctx context.Context, cc grpc.ClientConnInterface, req *storepb.SeriesRequest) (grpc.ClientStream, error) {
+	stream, err := cc.NewStream(ctx, &storepb.Store_ServiceDesc.Streams[0], storepb.Store_Series_FullMethodName, grpc.ForceCodecV2(seriesCodec{}))
+	if err == nil {
+		err = stream.SendMsg(req)
+	}
+	if err == nil {
+		err = stream.CloseSend()
+	}
+	return stream, err
+}
+
+// ReadSeries runs a Series request on cc and calls fn with each series'
+// labels and chunk data (raw chunks; the raw part of others), decoded as the
+// querier decodes them: for benchmarks and tools that want the querier's
+// view of a store. A warning frame is returned as an error.
+func ReadSeries(ctx context.Context, cc grpc.ClientConnInterface, req *storepb.SeriesRequest, fn func(labels.Labels, [][]byte) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := openSeries(ctx, cc, req)
+	if err != nil {
+		return err
+	}
+	var (
+		f     seriesFrame
+		datas [][]byte
+	)
+	for {
+		if err := stream.RecvMsg(&f); err == io.EOF {
+			return nil
+		} else if err != nil {
+			return err
+		}
+		if f.warning != "" {
+			return errors.New(f.warning)
+		}
+		for _, s := range f.series {
+			datas = datas[:0]
+			if s.raw != nil {
+				for _, c := range s.raw.chks {
+					datas = append(datas, s.raw.arena[c.off:c.end])
+				}
+			}
+			for _, c := range s.chunks {
+				if c.Raw != nil {
+					datas = append(datas, c.Raw.Data)
+				}
+			}
+			if err := fn(s.lset, datas); err != nil {
+				return err
+			}
+		}
+	}
 }

@@ -160,13 +160,7 @@ const responseBatchSize = 64
 
 func (q *querier) openStream(ctx context.Context, st Store, req *storepb.SeriesRequest, opts Options) (storage.SeriesSet, error) {
 	sctx, cancel := q.storeContext(ctx)
-	stream, err := st.Conn().NewStream(sctx, &storepb.Store_ServiceDesc.Streams[0], storepb.Store_Series_FullMethodName, grpc.ForceCodecV2(seriesCodec{}))
-	if err == nil {
-		err = stream.SendMsg(req)
-	}
-	if err == nil {
-		err = stream.CloseSend()
-	}
+	stream, err := openSeries(sctx, st.Conn(), req)
 	if err != nil {
 		cancel()
 		return nil, fmt.Errorf("store %s: series: %w", st.Name(), err)

@@ -105,6 +105,9 @@ func (s *store) Series(req *storepb.SeriesRequest, srv grpc.ServerStreamingServe
 	}
 	defer stream.Close()
 
+	if len(strip) == 0 && req.ResponseBatchSize > 1 {
+		return s.streamEncoded(req, srv, stream, ext)
+	}
 	var (
 		b       labels.Builder
 		pending []*storepb.Series
@@ -239,4 +242,89 @@ func (s *store) LabelValues(ctx context.Context, req *storepb.LabelValuesRequest
 		return nil, status.Error(codes.Unavailable, err.Error())
 	}
 	return &storepb.LabelValuesResponse{Values: vals}, nil
+}
+
+// maxFrameBytes closes an encoded batch frame once its data reach it.
+const maxFrameBytes = 1 << 20
+
+// streamEncoded is Series' common path (Prometheus' order kept, batches
+// asked for): each remote read frame's series go out in batch frames built
+// by hand (storeapi.SeriesFrameEncoder), the chunk bytes copied once from
+// Prometheus' frame into ours. The server's codec (storeapi.ServerCodec)
+// sends them as they are.
+func (s *store) streamEncoded(req *storepb.SeriesRequest, srv grpc.ServerStreamingServer[storepb.SeriesResponse], stream *promclient.ChunkedStream, ext labels.Labels) error {
+	var (
+		// A frame is sent once it reaches maxFrameBytes; the last series
+		// may take it a little past.
+		enc    = storeapi.SeriesFrameEncoder{SizeHint: maxFrameBytes + 64<<10}
+		b      labels.Builder
+		sb     labels.ScratchBuilder
+		chunks []storeapi.RawChunk
+		sent   int64
+	)
+	batch := int(min(req.ResponseBatchSize, storeapi.MaxResponseBatch))
+	flush := func() error {
+		if f := enc.Frame(); f != nil {
+			return srv.SendMsg(f)
+		}
+		return nil
+	}
+	// Prometheus writes its next frame while this one is encoded and
+	// sent: the read runs ahead by at most two frames (2 MiB by default).
+	type result struct {
+		frame *prompb.ChunkedReadResponse
+		err   error
+	}
+	frames, done := make(chan result, 2), make(chan struct{})
+	defer close(done)
+	go func() {
+		for {
+			f, err := stream.Next()
+			select {
+			case frames <- result{f, err}:
+			case <-done:
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	for {
+		r := <-frames
+		if errors.Is(r.err, io.EOF) {
+			break
+		}
+		if r.err != nil {
+			return status.Errorf(codes.Unavailable, "read Prometheus' remote read stream: %v", r.err)
+		}
+		for _, cs := range r.frame.ChunkedSeries {
+			if req.Limit > 0 && sent >= req.Limit {
+				return flush()
+			}
+			sb.Reset()
+			for _, l := range cs.Labels {
+				sb.Add(l.Name, l.Value)
+			}
+			sb.Sort()
+			chunks = chunks[:0]
+			if !req.SkipChunks {
+				for _, c := range cs.Chunks {
+					t, err := chunkType(c.Type)
+					if err != nil {
+						return status.Error(codes.Internal, err.Error())
+					}
+					chunks = append(chunks, storeapi.RawChunk{MinTime: c.MinTimeMs, MaxTime: c.MaxTimeMs, Type: t, Data: c.Data})
+				}
+			}
+			enc.Add(storeapi.AttachExternalLabels(&b, sb.Labels(), ext), chunks)
+			sent++
+			if n, size := enc.Len(); n >= batch || size >= maxFrameBytes {
+				if err := flush(); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return flush()
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/prompb"
 	"github.com/prometheus/prometheus/tsdb/chunkenc"
 	"google.golang.org/grpc"
@@ -18,6 +19,7 @@ import (
 	"github.com/strata-metrics/strata/api/proto/storepb"
 	"github.com/strata-metrics/strata/pkg/blockgen"
 	"github.com/strata-metrics/strata/pkg/promclient"
+	"github.com/strata-metrics/strata/pkg/query"
 	"github.com/strata-metrics/strata/test/e2e"
 )
 
@@ -52,7 +54,6 @@ func BenchmarkSidecarSeries(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer conn.Close()
-	store := storepb.NewStoreClient(conn)
 
 	// A tenth of the targets, then all of them (blockgen targets are
 	// host-00000 ... host-NNNNN).
@@ -75,7 +76,7 @@ func BenchmarkSidecarSeries(b *testing.B) {
 		})
 		sidecarT := best(3, func() (time.Duration, error) {
 			t0 := time.Now()
-			c, err := readSidecar(ctx, store, sel.regex, mint, maxt)
+			c, err := readSidecar(ctx, conn, sel.regex, mint, maxt)
 			viaSidecar = c
 			return time.Since(t0), err
 		})
@@ -134,35 +135,22 @@ func readRemote(ctx context.Context, c *promclient.Client, regex string, mint, m
 	}
 }
 
-func readSidecar(ctx context.Context, store storepb.StoreClient, regex string, mint, maxt int64) (counts, error) {
-	// Batched as the querier asks for it.
-	stream, err := store.Series(ctx, &storepb.SeriesRequest{MinTime: mint, MaxTime: maxt, ResponseBatchSize: 64,
-		Matchers: []*storepb.LabelMatcher{{Type: storepb.LabelMatcher_RE, Name: "instance", Value: regex}}})
-	if err != nil {
-		return counts{}, err
-	}
+// readSidecar reads through the querier's own decoder, batched as the
+// querier asks.
+func readSidecar(ctx context.Context, conn grpc.ClientConnInterface, regex string, mint, maxt int64) (counts, error) {
 	var out counts
-	for {
-		r, err := stream.Recv()
-		if errors.Is(err, io.EOF) {
-			return out, nil
-		}
-		if err != nil {
-			return out, err
-		}
-		series := r.GetBatch().GetSeries()
-		if s := r.GetSeries(); s != nil {
-			series = []*storepb.Series{s}
-		}
-		for _, s := range series {
+	err := query.ReadSeries(ctx, conn, &storepb.SeriesRequest{MinTime: mint, MaxTime: maxt, ResponseBatchSize: 64,
+		Matchers: []*storepb.LabelMatcher{{Type: storepb.LabelMatcher_RE, Name: "instance", Value: regex}}},
+		func(_ labels.Labels, chunks [][]byte) error {
 			out.series++
-			for _, ch := range s.Chunks {
-				chk, err := chunkenc.FromData(chunkenc.EncXOR, ch.Raw.Data)
+			for _, d := range chunks {
+				chk, err := chunkenc.FromData(chunkenc.EncXOR, d)
 				if err != nil {
-					return out, err
+					return err
 				}
 				out.samples += chk.NumSamples()
 			}
-		}
-	}
+			return nil
+		})
+	return out, err
 }
