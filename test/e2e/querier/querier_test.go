@@ -227,6 +227,36 @@ func TestHAPairThroughQuerier(t *testing.T) {
 				t.Fatalf("promtool query range: %s has %d points, want 6", s.Metric, len(s.Values))
 			}
 		}
+
+		// promtool query series and labels: the API's answers, and no
+		// replica label or replica values with dedup on.
+		from := at.Add(-10 * time.Second)
+		sets, _, _, err := qAPI.Series(e2e.QueryContext(t), []string{`up{job="strata"}`}, from, at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var wantSeries []string
+		for _, ls := range sets {
+			wantSeries = append(wantSeries, ls.String())
+		}
+		out = promtool(t, "query", "series", `--match=up{job="strata"}`, "--start="+unixTime(from), "--end="+unixTime(at), base)
+		gotSeries := strings.Split(strings.TrimSpace(out), "\n")
+		sort.Strings(wantSeries)
+		sort.Strings(gotSeries)
+		if !slices.Equal(gotSeries, wantSeries) || len(gotSeries) != 3 || strings.Contains(out, "replica") {
+			t.Fatalf("promtool query series printed:\n%s\nthe API answers %v, want the 3 strata targets without replica", out, wantSeries)
+		}
+		vals, _, _, err := qAPI.LabelValues(e2e.QueryContext(t), "job", nil, from, at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = promtool(t, "query", "labels", "--start="+unixTime(from), "--end="+unixTime(at), base, "job")
+		if got := strings.Fields(out); !slices.Equal(got, []string{"prometheus", "strata"}) || len(vals) != 2 {
+			t.Fatalf("promtool query labels job printed %q, the API answers %v, want prometheus and strata", out, vals)
+		}
+		if out = promtool(t, "query", "labels", "--start="+unixTime(from), "--end="+unixTime(at), base, "replica"); strings.TrimSpace(out) != "" {
+			t.Fatalf("promtool query labels replica printed %q: with dedup the replica label has no values", out)
+		}
 	})
 
 	t.Run("dead sidecar", func(t *testing.T) {
