@@ -13,10 +13,12 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/relabel"
 	"go.yaml.in/yaml/v2"
+	"google.golang.org/grpc"
 
 	"github.com/strata-metrics/strata/pkg/bucket"
 	"github.com/strata-metrics/strata/pkg/bucketstore"
 	"github.com/strata-metrics/strata/pkg/component"
+	"github.com/strata-metrics/strata/pkg/storeapi"
 )
 
 func main() {
@@ -74,7 +76,9 @@ func main() {
 	}
 	cfg.DataDir = dataDir
 
-	rt, err := component.New(flags)
+	// Series frames of raw data are built by hand and sent as they are.
+	cfg.EncodedFrames = true
+	rt, err := component.New(flags, grpc.ForceServerCodecV2(storeapi.ServerCodec{}))
 	if err != nil {
 		fail(err)
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/tsdb"
+	"github.com/prometheus/prometheus/tsdb/chunkenc"
 	"github.com/thanos-io/objstore"
 	"github.com/thanos-io/objstore/providers/filesystem"
 	"google.golang.org/grpc"
@@ -76,7 +77,7 @@ func BenchmarkSeries(b *testing.B) {
 	}
 	start := func() (*grpc.ClientConn, *prometheus.Registry) {
 		reg := prometheus.NewRegistry()
-		s := New(ctx, Config{DataDir: b.TempDir(), IndexCacheBytes: 250 << 20, ChunkCacheBytes: 64 << 20, MaxTime: cfg.MaxTime * 2},
+		s := New(ctx, Config{DataDir: b.TempDir(), IndexCacheBytes: 250 << 20, ChunkCacheBytes: 64 << 20, MaxTime: cfg.MaxTime * 2, EncodedFrames: true},
 			objstore.WrapWithMetrics(fs, reg, "store"), logger, reg)
 		if err := s.Sync(ctx); err != nil {
 			b.Fatal(err)
@@ -183,11 +184,11 @@ func readLocal(ctx context.Context, db *tsdb.DBReadOnly, ms []*labels.Matcher, m
 // readStore reads through the querier's own decoder.
 func readStore(ctx context.Context, conn grpc.ClientConnInterface, req *storepb.SeriesRequest) (counted, error) {
 	var c counted
-	err := query.ReadSeries(ctx, conn, req, func(_ labels.Labels, chunks [][]byte) error {
+	err := query.ReadSeries(ctx, conn, req, func(_ labels.Labels, chunks []chunkenc.Chunk) error {
 		c.series++
-		for _, d := range chunks {
+		for _, chk := range chunks {
 			c.chunks++
-			c.bytes += len(d)
+			c.bytes += len(chk.Bytes())
 		}
 		return nil
 	})

@@ -53,6 +53,10 @@ type Config struct {
 	LimitSeries     int64
 	LimitSamples    int64
 	MaxConcurrency  int
+	// EncodedFrames tells that the gRPC server sends storeapi.Encoded
+	// messages as they are (storeapi.ServerCodec), so Series may build its
+	// frames by hand.
+	EncodedFrames bool
 }
 
 // Store serves the bucket's blocks over the StoreAPI.
@@ -378,6 +382,9 @@ func (s *Store) selectStream(ctx context.Context, blocks []*bucketBlock, ms []*l
 
 var errTooManySeries = errors.New("too many series")
 
+// encodedFrameBytes closes a hand-built batch frame once its data reach it.
+const encodedFrameBytes = 1 << 20
+
 // assumedChunkBytes is a typical chunk's size on disk (120 samples of a
 // float series), to estimate what a request reads before reading it.
 const assumedChunkBytes = 200
@@ -464,6 +471,18 @@ func (s *Store) Series(req *storepb.SeriesRequest, srv grpc.ServerStreamingServe
 	}
 	var sent, chunksSent int64
 	sender := storeapi.NewSeriesSender(srv, req.ResponseBatchSize)
+	// Batches of raw data go out as frames built by hand when the server's
+	// codec sends them as they are (Config.EncodedFrames); requests that
+	// may read downsampled blocks keep the messages, which carry
+	// aggregates.
+	var (
+		enc    *storeapi.SeriesFrameEncoder
+		rawBuf []storeapi.RawChunk
+		batch  = int(min(max(req.ResponseBatchSize, 1), storeapi.MaxResponseBatch))
+	)
+	if s.cfg.EncodedFrames && req.ResponseBatchSize > 1 && req.MaxResolutionWindow < block.Resolution5m {
+		enc = &storeapi.SeriesFrameEncoder{SizeHint: encodedFrameBytes + 64<<10}
+	}
 	for i := 0; i < len(all); {
 		j := i + 1
 		for j < len(all) && labels.Equal(all[i].lset, all[j].lset) && labels.Equal(all[i].ext, all[j].ext) {
@@ -471,6 +490,33 @@ func (s *Store) Series(req *storepb.SeriesRequest, srv grpc.ServerStreamingServe
 		}
 		if req.Limit > 0 && sent >= req.Limit {
 			break
+		}
+		if enc != nil {
+			rawBuf = rawBuf[:0]
+			for _, m := range all[i:j] {
+				for _, c := range m.chks {
+					ce, data, err := readChunk(c.b, c.ref)
+					if err != nil {
+						return status.Error(codes.Internal, err.Error())
+					}
+					typ, err := storeapi.EncodingToProto(ce)
+					if err != nil {
+						return status.Errorf(codes.Internal, "block %s: %v", c.b.meta.ULID, err)
+					}
+					rawBuf = append(rawBuf, storeapi.RawChunk{MinTime: c.mint, MaxTime: c.maxt, Type: typ, Data: data})
+				}
+			}
+			sort.SliceStable(rawBuf, func(a, b int) bool { return rawBuf[a].MinTime < rawBuf[b].MinTime })
+			enc.Add(all[i].lset, rawBuf)
+			if n, size := enc.Len(); n >= batch || size >= encodedFrameBytes {
+				if err := srv.SendMsg(enc.Frame()); err != nil {
+					return err
+				}
+			}
+			sent++
+			chunksSent += int64(len(rawBuf))
+			i = j
+			continue
 		}
 		out := &storepb.Series{Labels: storeapi.LabelsToProto(all[i].lset)}
 		// The messages of a series' chunks in two allocations, not two
@@ -517,6 +563,13 @@ func (s *Store) Series(req *storepb.SeriesRequest, srv grpc.ServerStreamingServe
 	}
 	if err := sender.Flush(); err != nil {
 		return err
+	}
+	if enc != nil {
+		if f := enc.Frame(); f != nil {
+			if err := srv.SendMsg(f); err != nil {
+				return err
+			}
+		}
 	}
 	s.seriesServed.Observe(float64(sent))
 	s.samplesServed.Observe(float64(chunksSent))

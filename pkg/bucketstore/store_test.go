@@ -26,6 +26,7 @@ import (
 	"github.com/strata-metrics/strata/api/proto/storepb"
 	"github.com/strata-metrics/strata/pkg/block"
 	"github.com/strata-metrics/strata/pkg/blockgen"
+	"github.com/strata-metrics/strata/pkg/query"
 	"github.com/strata-metrics/strata/pkg/storeapi"
 )
 
@@ -61,13 +62,19 @@ func serveStore(t testing.TB, s *Store) (storepb.StoreClient, infopb.InfoClient,
 }
 
 // serveConn serves s over gRPC on 127.0.0.1 and returns a connection to it.
+// With Config.EncodedFrames the server gets the codec that sends hand-built
+// frames, as cmd/store sets it up.
 func serveConn(t testing.TB, s *Store) *grpc.ClientConn {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := grpc.NewServer()
+	var opts []grpc.ServerOption
+	if s.cfg.EncodedFrames {
+		opts = append(opts, grpc.ForceServerCodecV2(storeapi.ServerCodec{}))
+	}
+	srv := grpc.NewServer(opts...)
 	s.Register(srv)
 	go func() { _ = srv.Serve(l) }()
 	t.Cleanup(srv.Stop)
@@ -206,12 +213,33 @@ func TestSeriesEqualsBlocks(t *testing.T) {
 	// A store with no chunk cache to speak of reads every request's chunks
 	// through planned windows rather than the page cache.
 	windowed, _, _ := serve(t, bkt, Config{IndexCacheBytes: 1 << 20, ChunkCacheBytes: 0})
+	// And one that builds its batch frames by hand, read as the querier
+	// reads them.
+	encStore := New(ctx, Config{EncodedFrames: true}, bkt, logger, prometheus.NewRegistry())
+	if err := encStore.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	encoded := serveConn(t, encStore)
 	for sn, ms := range selectors {
 		for rn, r := range ranges {
-			for path, client := range map[string]storepb.StoreClient{"pages": client, "windows": windowed} {
+			for _, path := range []string{"pages", "windows", "encoded"} {
 				t.Run(sn+"/"+rn+"/"+path, func(t *testing.T) {
 					pms, _ := storeapi.MatchersToProto(ms)
-					got, order, err := series(t, client, &storepb.SeriesRequest{MinTime: r[0], MaxTime: r[1], Matchers: pms})
+					req := &storepb.SeriesRequest{MinTime: r[0], MaxTime: r[1], Matchers: pms}
+					var (
+						got   map[string][]sample
+						order []string
+						err   error
+					)
+					switch path {
+					case "pages":
+						got, order, err = series(t, client, req)
+					case "windows":
+						got, order, err = series(t, windowed, req)
+					case "encoded":
+						req.ResponseBatchSize = 4
+						got, order, err = seriesBatched(t, encoded, req)
+					}
 					if err != nil {
 						t.Fatal(err)
 					}
@@ -364,4 +392,34 @@ func TestBadBucket(t *testing.T) {
 	if _, _, err := series(t, client, &storepb.SeriesRequest{MinTime: good.MinTime, MaxTime: good.MaxTime - 1, Matchers: m}); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// seriesBatched is series for batched requests, read with the querier's
+// frame decoder.
+func seriesBatched(t testing.TB, conn *grpc.ClientConn, req *storepb.SeriesRequest) (map[string][]sample, []string, error) {
+	t.Helper()
+	out := map[string][]sample{}
+	var order []string
+	err := query.ReadSeries(context.Background(), conn, req, func(lset labels.Labels, chks []chunkenc.Chunk) error {
+		key := lset.String()
+		order = append(order, key)
+		for _, chk := range chks {
+			it := chk.Iterator(nil)
+			for vt := it.Next(); vt != chunkenc.ValNone; vt = it.Next() {
+				ts := it.AtT()
+				v := -1.0
+				if vt == chunkenc.ValFloat {
+					_, v = it.At()
+				}
+				if ts >= req.MinTime && ts <= req.MaxTime {
+					out[key] = append(out[key], sample{ts, v})
+				}
+			}
+			if it.Err() != nil {
+				return it.Err()
+			}
+		}
+		return nil
+	})
+	return out, order, err
 }

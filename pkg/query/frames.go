@@ -8,6 +8,7 @@ import (
 	"math"
 
 	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/tsdb/chunkenc"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/mem"
@@ -314,10 +315,10 @@ func openSeries(ctx context.Context, cc grpc.ClientConnInterface, req *storepb.S
 }
 
 // ReadSeries runs a Series request on cc and calls fn with each series'
-// labels and chunk data (raw chunks; the raw part of others), decoded as the
-// querier decodes them: for benchmarks and tools that want the querier's
-// view of a store. A warning frame is returned as an error.
-func ReadSeries(ctx context.Context, cc grpc.ClientConnInterface, req *storepb.SeriesRequest, fn func(labels.Labels, [][]byte) error) error {
+// labels and raw chunks (the raw part of aggregate chunks too), decoded as
+// the querier decodes them: for benchmarks and tools that want the
+// querier's view of a store. A warning frame is returned as an error.
+func ReadSeries(ctx context.Context, cc grpc.ClientConnInterface, req *storepb.SeriesRequest, fn func(labels.Labels, []chunkenc.Chunk) error) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stream, err := openSeries(ctx, cc, req)
@@ -325,8 +326,8 @@ func ReadSeries(ctx context.Context, cc grpc.ClientConnInterface, req *storepb.S
 		return err
 	}
 	var (
-		f     seriesFrame
-		datas [][]byte
+		f    seriesFrame
+		chks []chunkenc.Chunk
 	)
 	for {
 		if err := stream.RecvMsg(&f); err == io.EOF {
@@ -338,18 +339,31 @@ func ReadSeries(ctx context.Context, cc grpc.ClientConnInterface, req *storepb.S
 			return errors.New(f.warning)
 		}
 		for _, s := range f.series {
-			datas = datas[:0]
+			chks = chks[:0]
 			if s.raw != nil {
 				for _, c := range s.raw.chks {
-					datas = append(datas, s.raw.arena[c.off:c.end])
+					chk, err := chunkenc.FromData(c.enc, s.raw.arena[c.off:c.end])
+					if err != nil {
+						return err
+					}
+					chks = append(chks, chk)
 				}
 			}
 			for _, c := range s.chunks {
-				if c.Raw != nil {
-					datas = append(datas, c.Raw.Data)
+				if c.Raw == nil {
+					continue
 				}
+				enc, err := storeapi.EncodingFromProto(c.Raw.Type)
+				if err != nil {
+					return err
+				}
+				chk, err := chunkenc.FromData(enc, c.Raw.Data)
+				if err != nil {
+					return err
+				}
+				chks = append(chks, chk)
 			}
-			if err := fn(s.lset, datas); err != nil {
+			if err := fn(s.lset, chks); err != nil {
 				return err
 			}
 		}

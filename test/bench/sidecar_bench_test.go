@@ -141,13 +141,9 @@ func readSidecar(ctx context.Context, conn grpc.ClientConnInterface, regex strin
 	var out counts
 	err := query.ReadSeries(ctx, conn, &storepb.SeriesRequest{MinTime: mint, MaxTime: maxt, ResponseBatchSize: 64,
 		Matchers: []*storepb.LabelMatcher{{Type: storepb.LabelMatcher_RE, Name: "instance", Value: regex}}},
-		func(_ labels.Labels, chunks [][]byte) error {
+		func(_ labels.Labels, chunks []chunkenc.Chunk) error {
 			out.series++
-			for _, d := range chunks {
-				chk, err := chunkenc.FromData(chunkenc.EncXOR, d)
-				if err != nil {
-					return err
-				}
+			for _, chk := range chunks {
 				out.samples += chk.NumSamples()
 			}
 			return nil

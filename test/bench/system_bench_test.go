@@ -35,6 +35,7 @@ import (
 	"github.com/strata-metrics/strata/pkg/downsample"
 	"github.com/strata-metrics/strata/pkg/querier"
 	"github.com/strata-metrics/strata/pkg/shipper"
+	"github.com/strata-metrics/strata/pkg/storeapi"
 	"github.com/strata-metrics/strata/test/e2e"
 )
 
@@ -91,12 +92,12 @@ func BenchmarkSystem(b *testing.B) {
 	// Store gateway and querier, in process but over gRPC and HTTP.
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	store := bucketstore.New(sctx, bucketstore.Config{IndexCacheBytes: 250 << 20, ChunkCacheBytes: 64 << 20}, bkt, logger, nil)
+	store := bucketstore.New(sctx, bucketstore.Config{IndexCacheBytes: 250 << 20, ChunkCacheBytes: 64 << 20, EncodedFrames: true}, bkt, logger, nil)
 	if err := store.Sync(ctx); err != nil {
 		b.Fatal(err)
 	}
 	l, _ := net.Listen("tcp", "127.0.0.1:0")
-	srv := grpc.NewServer(grpc.MaxSendMsgSize(math.MaxInt32))
+	srv := grpc.NewServer(grpc.MaxSendMsgSize(math.MaxInt32), grpc.ForceServerCodecV2(storeapi.ServerCodec{}))
 	store.Register(srv)
 	go func() { _ = srv.Serve(l) }()
 	defer srv.Stop()
