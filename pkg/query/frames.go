@@ -68,44 +68,22 @@ var errTruncated = errors.New("truncated SeriesResponse")
 func (f *seriesFrame) decode(b []byte) error {
 	clear(f.series)
 	f.series, f.warning = f.series[:0], ""
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return errTruncated
-		}
-		b = b[n:]
-		if typ != protowire.BytesType || num < 1 || num > 4 || num == 3 {
-			n = protowire.ConsumeFieldValue(num, typ, b)
-			if n < 0 {
-				return errTruncated
-			}
-			b = b[n:]
-			continue
-		}
-		v, n := protowire.ConsumeBytes(b)
-		if n < 0 {
-			return errTruncated
-		}
-		b = b[n:]
+	return forEachField(b, func(num protowire.Number, v []byte) error {
 		switch num {
 		case 1:
-			if err := f.addSeries(v); err != nil {
-				return err
-			}
+			return f.addSeries(v)
 		case 2:
 			f.warning = string(v)
 		case 4:
-			if err := forEachField(v, func(num protowire.Number, v []byte) error {
+			return forEachField(v, func(num protowire.Number, v []byte) error {
 				if num == 1 {
 					return f.addSeries(v)
 				}
 				return nil
-			}); err != nil {
-				return err
-			}
+			})
 		}
-	}
-	return nil
+		return nil
+	})
 }
 
 // forEachField calls fn with the number and contents of every
