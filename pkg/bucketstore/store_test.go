@@ -121,19 +121,28 @@ func series(t testing.TB, c storepb.StoreClient, req *storepb.SeriesRequest) (ma
 			if err != nil {
 				t.Fatal(err)
 			}
-			it := chk.Iterator(nil)
-			for vt := it.Next(); vt != chunkenc.ValNone; vt = it.Next() {
-				ts := it.AtT()
-				v := -1.0
-				if vt == chunkenc.ValFloat {
-					_, v = it.At()
-				}
-				if ts >= req.MinTime && ts <= req.MaxTime {
-					out[key] = append(out[key], sample{ts, v})
-				}
+			if out[key], err = appendSamples(out[key], chk, req.MinTime, req.MaxTime); err != nil {
+				t.Fatal(err)
 			}
 		}
 	}
+}
+
+// appendSamples appends chk's samples in [mint, maxt] to out; histogram
+// samples count with value -1.
+func appendSamples(out []sample, chk chunkenc.Chunk, mint, maxt int64) ([]sample, error) {
+	it := chk.Iterator(nil)
+	for vt := it.Next(); vt != chunkenc.ValNone; vt = it.Next() {
+		ts := it.AtT()
+		v := -1.0
+		if vt == chunkenc.ValFloat {
+			_, v = it.At()
+		}
+		if ts >= mint && ts <= maxt {
+			out = append(out, sample{ts, v})
+		}
+	}
+	return out, it.Err()
 }
 
 func expected(t testing.TB, cfg blockgen.Config, mint, maxt int64, ms []*labels.Matcher) map[string][]sample {
@@ -404,19 +413,9 @@ func seriesBatched(t testing.TB, conn *grpc.ClientConn, req *storepb.SeriesReque
 		key := lset.String()
 		order = append(order, key)
 		for _, chk := range chks {
-			it := chk.Iterator(nil)
-			for vt := it.Next(); vt != chunkenc.ValNone; vt = it.Next() {
-				ts := it.AtT()
-				v := -1.0
-				if vt == chunkenc.ValFloat {
-					_, v = it.At()
-				}
-				if ts >= req.MinTime && ts <= req.MaxTime {
-					out[key] = append(out[key], sample{ts, v})
-				}
-			}
-			if it.Err() != nil {
-				return it.Err()
+			var err error
+			if out[key], err = appendSamples(out[key], chk, req.MinTime, req.MaxTime); err != nil {
+				return err
 			}
 		}
 		return nil
