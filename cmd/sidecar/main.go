@@ -34,7 +34,7 @@ func main() {
 		os.Exit(2)
 	}
 	// Series frames built by hand go out as they are (see pkg/sidecar).
-	rt, err := component.New(flags, grpc.ForceServerCodecV2(storeapi.ServerCodec{}))
+	rt, err := component.New(flags, grpc.ForceServerCodecV2(storeapi.ServerCodec{}), grpc.WriteBufferSize(256<<10))
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "strata-sidecar: %v\n", err)
 		os.Exit(1)

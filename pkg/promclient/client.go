@@ -1,11 +1,14 @@
 package promclient
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"net/http"
 	"net/url"
@@ -17,7 +20,6 @@ import (
 	"github.com/golang/snappy"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/prompb"
-	"github.com/prometheus/prometheus/storage/remote"
 	"go.yaml.in/yaml/v2"
 )
 
@@ -152,18 +154,67 @@ func formatMs(ms int64) string {
 
 // ChunkedStream is a remote read answer read one frame at a time.
 type ChunkedStream struct {
-	body   io.ReadCloser
-	reader *remote.ChunkedReader
+	body io.ReadCloser
+	r    *bufio.Reader
+	buf  []byte
 }
+
+// maxFrameBytes bounds one remote read frame; Prometheus writes about 1 MiB.
+const maxFrameBytes = 64 << 20
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // Next decodes the next frame; io.EOF at the end. Each frame is a new
 // message, so a caller may hold one while reading the next.
 func (s *ChunkedStream) Next() (*prompb.ChunkedReadResponse, error) {
-	resp := &prompb.ChunkedReadResponse{}
-	if err := s.reader.NextProto(resp); err != nil {
+	raw, err := s.NextRaw(s.buf)
+	if err != nil {
 		return nil, err
 	}
+	s.buf = raw
+	resp := &prompb.ChunkedReadResponse{}
+	if err := proto.Unmarshal(raw, resp); err != nil {
+		return nil, fmt.Errorf("decode remote read frame: %w", err)
+	}
 	return resp, nil
+}
+
+// NextRaw reads the next frame's ChunkedReadResponse, undecoded, into buf
+// (grown when too small) and checks its checksum; io.EOF at the end. It lets
+// a caller that parses frames itself rotate a few buffers instead of
+// allocating one message per frame. The format: a uvarint length, a
+// big-endian CRC-32 (Castagnoli) of the data, the data.
+func (s *ChunkedStream) NextRaw(buf []byte) ([]byte, error) {
+	size, err := binary.ReadUvarint(s.r)
+	if err != nil {
+		return nil, err
+	}
+	if size > maxFrameBytes {
+		return nil, fmt.Errorf("remote read frame of %d bytes is larger than the %d bytes allowed", size, maxFrameBytes)
+	}
+	var sum [4]byte
+	if _, err := io.ReadFull(s.r, sum[:]); err != nil {
+		return nil, noEOF(err)
+	}
+	if uint64(cap(buf)) < size {
+		buf = make([]byte, size)
+	}
+	buf = buf[:size]
+	if _, err := io.ReadFull(s.r, buf); err != nil {
+		return nil, noEOF(err)
+	}
+	if crc32.Checksum(buf, castagnoli) != binary.BigEndian.Uint32(sum[:]) {
+		return nil, errors.New("remote read frame is corrupt: checksum mismatch")
+	}
+	return buf, nil
+}
+
+// noEOF turns an end of stream inside a frame into the error it is.
+func noEOF(err error) error {
+	if errors.Is(err, io.EOF) {
+		return io.ErrUnexpectedEOF
+	}
+	return err
 }
 
 // Close releases the connection.
@@ -200,7 +251,7 @@ func (c *Client) RemoteRead(ctx context.Context, q *prompb.Query) (*ChunkedStrea
 		resp.Body.Close()
 		return nil, fmt.Errorf("remote read: Prometheus answered %q, not streamed chunks", ct)
 	}
-	return &ChunkedStream{body: resp.Body, reader: remote.NewChunkedReader(resp.Body, 64<<20, nil)}, nil
+	return &ChunkedStream{body: resp.Body, r: bufio.NewReaderSize(resp.Body, 64<<10)}, nil
 }
 
 // Ready tells whether Prometheus answers /-/ready.

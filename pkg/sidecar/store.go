@@ -248,8 +248,9 @@ func (s *store) LabelValues(ctx context.Context, req *storepb.LabelValuesRequest
 const maxFrameBytes = 1 << 20
 
 // streamEncoded is Series' common path (Prometheus' order kept, batches
-// asked for): each remote read frame's series go out in batch frames built
-// by hand (storeapi.SeriesFrameEncoder), the chunk bytes copied once from
+// asked for): each remote read frame is walked in wire form (frameParser)
+// and its series go out in batch frames built by hand
+// (storeapi.SeriesFrameEncoder), the chunk bytes copied once from
 // Prometheus' frame into ours. The server's codec (storeapi.ServerCodec)
 // sends them as they are.
 func (s *store) streamEncoded(req *storepb.SeriesRequest, srv grpc.ServerStreamingServer[storepb.SeriesResponse], stream *promclient.ChunkedStream, ext labels.Labels) error {
@@ -257,11 +258,12 @@ func (s *store) streamEncoded(req *storepb.SeriesRequest, srv grpc.ServerStreami
 		// A frame is sent once it reaches maxFrameBytes; the last series
 		// may take it a little past.
 		enc    = storeapi.SeriesFrameEncoder{SizeHint: maxFrameBytes + 64<<10}
-		b      labels.Builder
-		sb     labels.ScratchBuilder
-		chunks []storeapi.RawChunk
+		parser frameParser
+		extLs  []labels.Label
+		lset   []labels.Label
 		sent   int64
 	)
+	ext.Range(func(l labels.Label) { extLs = append(extLs, l) })
 	batch := int(min(req.ResponseBatchSize, storeapi.MaxResponseBatch))
 	flush := func() error {
 		if f := enc.Frame(); f != nil {
@@ -269,17 +271,28 @@ func (s *store) streamEncoded(req *storepb.SeriesRequest, srv grpc.ServerStreami
 		}
 		return nil
 	}
-	// Prometheus writes its next frame while this one is encoded and
-	// sent: the read runs ahead by at most two frames (2 MiB by default).
+	// Prometheus writes its next frames while this one is encoded and
+	// sent: the read runs ahead by at most two frames, in buffers that
+	// go round between reader and encoder (3 x ~1 MiB by default).
 	type result struct {
-		frame *prompb.ChunkedReadResponse
+		frame []byte
 		err   error
 	}
-	frames, done := make(chan result, 2), make(chan struct{})
+	const buffers = 3
+	frames, free, done := make(chan result, buffers), make(chan []byte, buffers), make(chan struct{})
+	for range buffers {
+		free <- nil
+	}
 	defer close(done)
 	go func() {
 		for {
-			f, err := stream.Next()
+			var buf []byte
+			select {
+			case buf = <-free:
+			case <-done:
+				return
+			}
+			f, err := stream.NextRaw(buf)
 			select {
 			case frames <- result{f, err}:
 			case <-done:
@@ -290,6 +303,19 @@ func (s *store) streamEncoded(req *storepb.SeriesRequest, srv grpc.ServerStreami
 			}
 		}
 	}()
+	errLimit := errors.New("limit reached")
+	add := func(ls []labels.Label, chunks []storeapi.RawChunk) error {
+		if req.Limit > 0 && sent >= req.Limit {
+			return errLimit
+		}
+		lset = withExternal(lset, ls, extLs)
+		enc.AddLabels(lset, chunks)
+		sent++
+		if n, size := enc.Len(); n >= batch || size >= maxFrameBytes {
+			return flush()
+		}
+		return nil
+	}
 	for {
 		r := <-frames
 		if errors.Is(r.err, io.EOF) {
@@ -298,33 +324,18 @@ func (s *store) streamEncoded(req *storepb.SeriesRequest, srv grpc.ServerStreami
 		if r.err != nil {
 			return status.Errorf(codes.Unavailable, "read Prometheus' remote read stream: %v", r.err)
 		}
-		for _, cs := range r.frame.ChunkedSeries {
-			if req.Limit > 0 && sent >= req.Limit {
-				return flush()
-			}
-			sb.Reset()
-			for _, l := range cs.Labels {
-				sb.Add(l.Name, l.Value)
-			}
-			sb.Sort()
-			chunks = chunks[:0]
-			if !req.SkipChunks {
-				for _, c := range cs.Chunks {
-					t, err := chunkType(c.Type)
-					if err != nil {
-						return status.Error(codes.Internal, err.Error())
-					}
-					chunks = append(chunks, storeapi.RawChunk{MinTime: c.MinTimeMs, MaxTime: c.MaxTimeMs, Type: t, Data: c.Data})
-				}
-			}
-			enc.Add(storeapi.AttachExternalLabels(&b, sb.Labels(), ext), chunks)
-			sent++
-			if n, size := enc.Len(); n >= batch || size >= maxFrameBytes {
-				if err := flush(); err != nil {
-					return err
-				}
-			}
+		err := parser.each(r.frame, req.SkipChunks, add)
+		if errors.Is(err, errLimit) {
+			break
 		}
+		if err != nil {
+			if _, ok := status.FromError(err); ok {
+				return err
+			}
+			return status.Error(codes.Internal, err.Error())
+		}
+		// The encoder has copied what it needs: the buffer may be refilled.
+		free <- r.frame
 	}
 	return flush()
 }

@@ -30,7 +30,7 @@ func TestSeriesFrameEncoder(t *testing.T) {
 		t.Fatalf("Len: %d series", n)
 	}
 	var got storepb.SeriesResponse
-	if err := proto.Unmarshal(e.Frame(), &got); err != nil {
+	if err := proto.Unmarshal(e.Frame().Bytes(), &got); err != nil {
 		t.Fatal(err)
 	}
 	want := &storepb.SeriesResponse{Result: &storepb.SeriesResponse_Batch{Batch: &storepb.SeriesBatch{Series: []*storepb.Series{

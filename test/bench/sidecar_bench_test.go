@@ -64,17 +64,17 @@ func BenchmarkSidecarSeries(b *testing.B) {
 		{"10% of targets", fmt.Sprintf("host-(%s):.*", targetAlternation(targets/10))},
 		{"all targets", "host-.*"},
 	}
-	fmt.Printf("\nsidecar Series vs Prometheus remote read: %d targets x 6h, %s\n", targets, "best of 3, samples decoded by the client")
+	fmt.Printf("\nsidecar Series vs Prometheus remote read: %d targets x 6h, %s\n", targets, "best of 5, samples decoded by the client")
 	fmt.Printf("%-16s %10s %12s %12s %12s %12s %7s %14s\n", "selection", "series", "samples", "remote read", "sidecar", "sidecar/s", "ratio", "sidecar RSS")
 	for _, sel := range selections {
 		var direct, viaSidecar counts
-		directT := best(3, func() (time.Duration, error) {
+		directT := best(5, func() (time.Duration, error) {
 			t0 := time.Now()
 			c, err := readRemote(ctx, client, sel.regex, mint, maxt)
 			direct = c
 			return time.Since(t0), err
 		})
-		sidecarT := best(3, func() (time.Duration, error) {
+		sidecarT := best(5, func() (time.Duration, error) {
 			t0 := time.Now()
 			c, err := readSidecar(ctx, conn, sel.regex, mint, maxt)
 			viaSidecar = c

@@ -112,8 +112,14 @@ func TestSidecarShipsAndServes(t *testing.T) {
 	}
 	mint, maxt := end.Add(-6*time.Hour).UnixMilli(), end.UnixMilli()
 	store := storepb.NewStoreClient(conn)
-	for _, metric := range []string{"node_load1", "http_request_duration_native_seconds"} {
-		got := seriesSamples(t, store, metric, mint, maxt)
+	// One series per message, and batches of series built by hand (the
+	// querier's way of asking).
+	for _, c := range []struct {
+		metric string
+		batch  int64
+	}{{"node_load1", 0}, {"http_request_duration_native_seconds", 0}, {"node_load1", 64}, {"http_request_duration_native_seconds", 64}} {
+		metric := c.metric
+		got := seriesSamples(t, store, metric, mint, maxt, c.batch)
 		v, _, _, err := prom.API(t).Query(e2e.QueryContext(t), fmt.Sprintf("%s[%ds]", metric, (maxt-mint)/1000), end)
 		if err != nil {
 			t.Fatal(err)
@@ -169,9 +175,9 @@ type samples struct {
 
 // seriesSamples reads every series of metric in [mint, maxt] from the
 // StoreAPI, decoding float and native histogram chunks alike.
-func seriesSamples(t *testing.T, store storepb.StoreClient, metric string, mint, maxt int64) map[string]*samples {
+func seriesSamples(t *testing.T, store storepb.StoreClient, metric string, mint, maxt, batch int64) map[string]*samples {
 	t.Helper()
-	stream, err := store.Series(context.Background(), &storepb.SeriesRequest{MinTime: mint, MaxTime: maxt,
+	stream, err := store.Series(context.Background(), &storepb.SeriesRequest{MinTime: mint, MaxTime: maxt, ResponseBatchSize: batch,
 		Matchers: []*storepb.LabelMatcher{{Type: storepb.LabelMatcher_EQ, Name: "__name__", Value: metric}}})
 	if err != nil {
 		t.Fatal(err)
@@ -185,37 +191,45 @@ func seriesSamples(t *testing.T, store storepb.StoreClient, metric string, mint,
 		if err != nil {
 			t.Fatal(err)
 		}
-		s := r.GetSeries()
-		if s == nil {
-			continue
+		batch := r.GetBatch().GetSeries()
+		if s := r.GetSeries(); s != nil {
+			batch = append(batch, s)
 		}
-		m := model.Metric{}
-		for _, l := range s.Labels {
-			m[model.LabelName(l.Name)] = model.LabelValue(l.Value)
+		for _, s := range batch {
+			addSeries(t, got, s, mint, maxt)
 		}
-		out := &samples{}
-		got[m.String()] = out
-		for _, c := range s.Chunks {
-			enc := map[storepb.Chunk_Encoding]chunkenc.Encoding{storepb.Chunk_XOR: chunkenc.EncXOR,
-				storepb.Chunk_HISTOGRAM: chunkenc.EncHistogram, storepb.Chunk_FLOAT_HISTOGRAM: chunkenc.EncFloatHistogram}[c.Raw.Type]
-			chk, err := chunkenc.FromData(enc, c.Raw.Data)
-			if err != nil {
-				t.Fatalf("%s: chunk of type %v: %v", m, c.Raw.Type, err)
+	}
+}
+
+// addSeries decodes one series' samples into got.
+func addSeries(t *testing.T, got map[string]*samples, s *storepb.Series, mint, maxt int64) {
+	t.Helper()
+	m := model.Metric{}
+	for _, l := range s.Labels {
+		m[model.LabelName(l.Name)] = model.LabelValue(l.Value)
+	}
+	out := &samples{}
+	got[m.String()] = out
+	for _, c := range s.Chunks {
+		enc := map[storepb.Chunk_Encoding]chunkenc.Encoding{storepb.Chunk_XOR: chunkenc.EncXOR,
+			storepb.Chunk_HISTOGRAM: chunkenc.EncHistogram, storepb.Chunk_FLOAT_HISTOGRAM: chunkenc.EncFloatHistogram}[c.Raw.Type]
+		chk, err := chunkenc.FromData(enc, c.Raw.Data)
+		if err != nil {
+			t.Fatalf("%s: chunk of type %v: %v", m, c.Raw.Type, err)
+		}
+		it := chk.Iterator(nil)
+		for vt := it.Next(); vt != chunkenc.ValNone; vt = it.Next() {
+			ts := it.AtT()
+			if ts < mint || ts > maxt {
+				continue
 			}
-			it := chk.Iterator(nil)
-			for vt := it.Next(); vt != chunkenc.ValNone; vt = it.Next() {
-				ts := it.AtT()
-				if ts < mint || ts > maxt {
-					continue
-				}
-				switch vt {
-				case chunkenc.ValFloat:
-					_, v := it.At()
-					out.floats = append(out.floats, model.SamplePair{Timestamp: model.Time(ts), Value: model.SampleValue(v)})
-				case chunkenc.ValHistogram, chunkenc.ValFloatHistogram:
-					_, fh := it.AtFloatHistogram(nil)
-					out.hists = append(out.hists, model.SampleHistogramPair{Timestamp: model.Time(ts), Histogram: modelHistogram(fh)})
-				}
+			switch vt {
+			case chunkenc.ValFloat:
+				_, v := it.At()
+				out.floats = append(out.floats, model.SamplePair{Timestamp: model.Time(ts), Value: model.SampleValue(v)})
+			case chunkenc.ValHistogram, chunkenc.ValFloatHistogram:
+				_, fh := it.AtFloatHistogram(nil)
+				out.hists = append(out.hists, model.SampleHistogramPair{Timestamp: model.Time(ts), Histogram: modelHistogram(fh)})
 			}
 		}
 	}
