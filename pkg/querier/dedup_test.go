@@ -2,6 +2,10 @@ package querier
 
 import (
 	"context"
+	"io"
+	"net/http"
+	neturl "net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -9,6 +13,8 @@ import (
 	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
+
+	"github.com/strata-metrics/strata/pkg/queryapi"
 )
 
 var queries = []string{
@@ -79,6 +85,26 @@ func TestDedupEqualsOnePrometheus(t *testing.T) {
 	vals, _, _, err := api.LabelValues(ctx(t), "replica", nil, time.Time{}, time.Time{})
 	if err != nil || len(vals) != 0 {
 		t.Fatalf("replica label values with dedup: %v %v", vals, err)
+	}
+
+	// Native histograms: Prometheus' JSON unless the client asks for every
+	// field (queryapi.FullHistogramsMIME).
+	q := url + "/api/v1/query?query=" + neturl.QueryEscape(`rate(http_request_duration_native_seconds[5m])`) + "&time=" + strconv.FormatInt(at.Unix(), 10)
+	for _, accept := range []string{"", queryapi.FullHistogramsMIME} {
+		req, _ := http.NewRequestWithContext(ctx(t), http.MethodGet, q, nil)
+		if accept != "" {
+			req.Header.Set("Accept", accept)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		ct, full := resp.Header.Get("Content-Type"), strings.Contains(string(body), `"counterResetHint":"gauge"`)
+		if want := map[string]string{"": "application/json", queryapi.FullHistogramsMIME: queryapi.FullHistogramsMIME}[accept]; ct != want || full != (accept != "") {
+			t.Fatalf("Accept %q: Content-Type %s, every histogram field %v:\n%.500s", accept, ct, full, body)
+		}
 	}
 }
 

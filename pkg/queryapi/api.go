@@ -112,6 +112,7 @@ func New(cfg Config) *API {
 		false,
 		cfg.QueryTimeout,
 	)
+	prom.InstallCodec(histCodec{})
 	prom.Register(router.WithPrefix("/api/v1"))
 	a := &API{cfg: cfg, router: router}
 	if cfg.MaxConcurrent > 0 {

@@ -8,17 +8,18 @@ import (
 	"math"
 	"net/http"
 	"net/url"
-	"sort"
 	"strconv"
+	"strings"
 	"time"
 
-	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql"
 	"github.com/prometheus/prometheus/promql/parser"
 	"github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/util/annotations"
 	"github.com/prometheus/prometheus/util/stats"
+
+	"github.com/strata-metrics/strata/pkg/queryapi"
 )
 
 // remoteEngine is a promql.QueryEngine that sends every query to a
@@ -59,11 +60,23 @@ type remoteQuery struct {
 }
 
 func (q *remoteQuery) Exec(ctx context.Context) *promql.Result {
-	resp, err := q.e.client.PostForm(q.e.url+q.path, q.params)
+	// Prometheus' JSON drops fields of native histograms that the suite
+	// judges (schema, counter reset hint, bounds of empty custom buckets):
+	// ask for the querier's encoding that keeps them.
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, q.e.url+q.path, strings.NewReader(q.params.Encode()))
+	if err != nil {
+		return &promql.Result{Err: err}
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Accept", queryapi.FullHistogramsMIME)
+	resp, err := q.e.client.Do(req)
 	if err != nil {
 		return &promql.Result{Err: err}
 	}
 	defer resp.Body.Close()
+	if ct := resp.Header.Get("Content-Type"); resp.StatusCode == http.StatusOK && ct != queryapi.FullHistogramsMIME {
+		return &promql.Result{Err: fmt.Errorf("%s answered %s, not %s", q.path, ct, queryapi.FullHistogramsMIME)}
+	}
 	var body apiResponse
 	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
 		return &promql.Result{Err: fmt.Errorf("decode %s answer (HTTP %d): %w", q.path, resp.StatusCode, err)}
@@ -113,11 +126,11 @@ type apiData struct {
 }
 
 type apiSeries struct {
-	Metric     map[string]string `json:"metric"`
-	Value      []json.RawMessage `json:"value"`
-	Values     [][]json.RawMessage
-	Histogram  []json.RawMessage   `json:"histogram"`
-	Histograms [][]json.RawMessage `json:"histograms"`
+	Metric     map[string]string         `json:"metric"`
+	Value      []json.RawMessage         `json:"value"`
+	Values     [][]json.RawMessage       `json:"values"`
+	Histogram  *queryapi.HistogramPoint  `json:"histogram"`
+	Histograms []queryapi.HistogramPoint `json:"histograms"`
 }
 
 func (d apiData) value() (parser.Value, error) {
@@ -150,7 +163,8 @@ func (d apiData) value() (parser.Value, error) {
 			smp := promql.Sample{Metric: labels.FromMap(s.Metric)}
 			var err error
 			if s.Histogram != nil {
-				smp.T, smp.H, err = parseHistogramPair(s.Histogram)
+				smp.T = s.Histogram.T
+				smp.H, err = s.Histogram.H.FloatHistogram()
 			} else {
 				smp.T, smp.F, err = parseFloatPair(s.Value)
 			}
@@ -161,11 +175,7 @@ func (d apiData) value() (parser.Value, error) {
 		}
 		return vec, nil
 	case "matrix":
-		var series []struct {
-			Metric     map[string]string   `json:"metric"`
-			Values     [][]json.RawMessage `json:"values"`
-			Histograms [][]json.RawMessage `json:"histograms"`
-		}
+		var series []apiSeries
 		if err := json.Unmarshal(d.Result, &series); err != nil {
 			return nil, fmt.Errorf("decode matrix: %w", err)
 		}
@@ -180,11 +190,11 @@ func (d apiData) value() (parser.Value, error) {
 				ps.Floats = append(ps.Floats, promql.FPoint{T: t, F: f})
 			}
 			for _, p := range s.Histograms {
-				t, h, err := parseHistogramPair(p)
+				h, err := p.H.FloatHistogram()
 				if err != nil {
 					return nil, err
 				}
-				ps.Histograms = append(ps.Histograms, promql.HPoint{T: t, H: h})
+				ps.Histograms = append(ps.Histograms, promql.HPoint{T: p.T, H: h})
 			}
 			m = append(m, ps)
 		}
@@ -227,171 +237,4 @@ func parseFloatPair(p []json.RawMessage) (int64, float64, error) {
 	}
 	f, err := parseFloat(s)
 	return t, f, err
-}
-
-type apiHistogram struct {
-	Count   string              `json:"count"`
-	Sum     string              `json:"sum"`
-	Buckets [][]json.RawMessage `json:"buckets"`
-}
-
-// parseHistogramPair rebuilds a float histogram from the API's bucket list.
-// The API gives each populated bucket's bounds; the schema follows from the
-// width of exponential buckets, and custom bounds are kept as they are.
-func parseHistogramPair(p []json.RawMessage) (int64, *histogram.FloatHistogram, error) {
-	if len(p) != 2 {
-		return 0, nil, fmt.Errorf("histogram pair of %d elements", len(p))
-	}
-	t, err := parseTS(p[0])
-	if err != nil {
-		return 0, nil, err
-	}
-	var ah apiHistogram
-	if err := json.Unmarshal(p[1], &ah); err != nil {
-		return 0, nil, err
-	}
-	h, err := rebuildHistogram(ah)
-	if err == nil {
-		if verr := h.Validate(); verr != nil {
-			err = fmt.Errorf("cannot rebuild the histogram from the API's buckets: %w", verr)
-		}
-	}
-	return t, h, err
-}
-
-type apiBucket struct {
-	boundaries   int
-	lower, upper float64
-	count        float64
-}
-
-func rebuildHistogram(ah apiHistogram) (*histogram.FloatHistogram, error) {
-	count, err := parseFloat(ah.Count)
-	if err != nil {
-		return nil, err
-	}
-	sum, err := parseFloat(ah.Sum)
-	if err != nil {
-		return nil, err
-	}
-	var bs []apiBucket
-	for _, raw := range ah.Buckets {
-		if len(raw) != 4 {
-			return nil, fmt.Errorf("bucket of %d elements", len(raw))
-		}
-		var b apiBucket
-		var lo, up, c string
-		if err := json.Unmarshal(raw[0], &b.boundaries); err != nil {
-			return nil, err
-		}
-		_ = json.Unmarshal(raw[1], &lo)
-		_ = json.Unmarshal(raw[2], &up)
-		_ = json.Unmarshal(raw[3], &c)
-		b.lower, _ = parseFloat(lo)
-		b.upper, _ = parseFloat(up)
-		b.count, _ = parseFloat(c)
-		bs = append(bs, b)
-	}
-	h := &histogram.FloatHistogram{Count: count, Sum: sum}
-	if len(bs) == 0 {
-		return h, nil
-	}
-	// Custom buckets (NHCB) are (lower, upper] with upper bounds not on an
-	// exponential grid; exponential buckets have upper/lower = 2^(2^-schema).
-	schema, ok := exponentialSchema(bs)
-	if !ok {
-		return customHistogram(h, bs), nil
-	}
-	h.Schema = schema
-	var pos, neg []indexedBucket
-	for _, b := range bs {
-		switch {
-		case b.boundaries == 3 && b.lower <= 0 && b.upper >= 0: // zero bucket
-			h.ZeroThreshold, h.ZeroCount = b.upper, b.count
-		case b.upper > 0:
-			pos = append(pos, indexedBucket{bucketIndex(b.upper, schema), b.count})
-		default:
-			neg = append(neg, indexedBucket{bucketIndex(-b.lower, schema), b.count})
-		}
-	}
-	h.PositiveSpans, h.PositiveBuckets = buildSpans(pos)
-	h.NegativeSpans, h.NegativeBuckets = buildSpans(neg)
-	return h, nil
-}
-
-// exponentialSchema finds the schema from a bucket whose bounds are both on
-// the exponential grid (the first bucket after the zero bucket may have its
-// lower bound cut to the zero threshold).
-func exponentialSchema(bs []apiBucket) (int32, bool) {
-	found := false
-	for _, b := range bs {
-		if b.boundaries == 3 && b.lower <= 0 && b.upper >= 0 {
-			continue
-		}
-		found = true
-		lo, up := math.Abs(b.lower), math.Abs(b.upper)
-		if lo > up {
-			lo, up = up, lo
-		}
-		if lo == 0 || math.IsInf(up, 0) {
-			return 0, false
-		}
-		s := -math.Log2(math.Log2(up / lo))
-		r := math.Round(s)
-		if math.Abs(s-r) < 1e-6 && r >= -4 && r <= 8 {
-			return int32(r), true
-		}
-	}
-	return 0, !found
-}
-
-// bucketIndex is the index of the exponential bucket whose upper bound is upper.
-func bucketIndex(upper float64, schema int32) int32 {
-	return int32(math.Round(math.Log2(upper) * math.Exp2(float64(schema))))
-}
-
-type indexedBucket struct {
-	idx   int32
-	count float64
-}
-
-// buildSpans turns buckets by index into spans and counts, in index order.
-func buildSpans(bs []indexedBucket) ([]histogram.Span, []float64) {
-	sort.Slice(bs, func(i, j int) bool { return bs[i].idx < bs[j].idx })
-	var (
-		spans  []histogram.Span
-		counts []float64
-		next   int32
-	)
-	for i, b := range bs {
-		if i > 0 && b.idx == bs[i-1].idx {
-			counts[len(counts)-1] += b.count
-			continue
-		}
-		if len(spans) > 0 && b.idx == next {
-			spans[len(spans)-1].Length++
-		} else {
-			off := b.idx
-			if len(spans) > 0 {
-				off = b.idx - next
-			}
-			spans = append(spans, histogram.Span{Offset: off, Length: 1})
-		}
-		counts = append(counts, b.count)
-		next = b.idx + 1
-	}
-	return spans, counts
-}
-
-func customHistogram(h *histogram.FloatHistogram, bs []apiBucket) *histogram.FloatHistogram {
-	h.Schema = histogram.CustomBucketsSchema
-	var ib []indexedBucket
-	for i, b := range bs {
-		if !math.IsInf(b.upper, 1) {
-			h.CustomValues = append(h.CustomValues, b.upper)
-		}
-		ib = append(ib, indexedBucket{int32(i), b.count})
-	}
-	h.PositiveSpans, h.PositiveBuckets = buildSpans(ib)
-	return h
 }
