@@ -229,6 +229,33 @@ func (s *Set) Stores() []query.Store {
 	return out
 }
 
+// MetadataEndpoints returns the endpoints offering the metadata API, as
+// Stores does for the StoreAPI.
+func (s *Set) MetadataEndpoints() []*Endpoint {
+	return s.filter(func(e *Endpoint) bool { return e.hasMetadata })
+}
+
+// ExemplarEndpoints returns the endpoints offering the exemplars API.
+func (s *Set) ExemplarEndpoints() []*Endpoint {
+	return s.filter(func(e *Endpoint) bool { return e.hasExemplars })
+}
+
+func (s *Set) filter(keep func(*Endpoint) bool) []*Endpoint {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var out []*Endpoint
+	for _, e := range s.endpoints {
+		e.mu.RLock()
+		ok := keep(e)
+		e.mu.RUnlock()
+		if ok {
+			out = append(out, e)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].addr < out[j].addr })
+	return out
+}
+
 // Status lists every endpoint, healthy or not.
 func (s *Set) Status() []Status {
 	s.mu.RLock()
@@ -270,14 +297,17 @@ type Endpoint struct {
 	store storepb.StoreClient
 	info  infopb.InfoClient
 
-	mu            sync.RWMutex
-	labelSets     []labels.Labels
-	mint, maxt    int64
-	hasStore      bool
-	withoutRL     bool
-	componentType string
-	lastErr       error
-	lastCheck     time.Time
+	mu             sync.RWMutex
+	labelSets      []labels.Labels
+	mint, maxt     int64
+	hasStore       bool
+	withoutRL      bool
+	hasMetadata    bool
+	hasExemplars   bool
+	exMint, exMaxt int64
+	componentType  string
+	lastErr        error
+	lastCheck      time.Time
 }
 
 func (e *Endpoint) update(ctx context.Context, timeout time.Duration, logger *slog.Logger) {
@@ -311,6 +341,11 @@ func (e *Endpoint) update(ctx context.Context, timeout time.Duration, logger *sl
 		e.labelSets = append(e.labelSets, storeapi.LabelsFromProto(&b, ls.Labels))
 	}
 	e.hasStore = resp.Store != nil
+	e.hasMetadata = resp.MetricMetadata != nil
+	e.hasExemplars = resp.Exemplars != nil
+	if resp.Exemplars != nil {
+		e.exMint, e.exMaxt = resp.Exemplars.MinTime, resp.Exemplars.MaxTime
+	}
 	if resp.Store != nil {
 		e.mint, e.maxt, e.withoutRL = resp.Store.MinTime, resp.Store.MaxTime, resp.Store.SupportsWithoutReplicaLabels
 	}
@@ -365,6 +400,13 @@ func (e *Endpoint) TimeRange() (int64, int64) {
 	e.mu.RLock()
 	defer e.mu.RUnlock()
 	return e.mint, e.maxt
+}
+
+// ExemplarsTimeRange is the range of exemplars the endpoint holds.
+func (e *Endpoint) ExemplarsTimeRange() (int64, int64) {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	return e.exMint, e.exMaxt
 }
 
 // SupportsWithoutReplicaLabels tells whether the endpoint drops replica

@@ -132,6 +132,51 @@ func (c *Client) LabelValues(ctx context.Context, name string, match []string, s
 	return vals, err
 }
 
+// Metadata is one metric's type, help and unit as Prometheus reports it.
+type Metadata struct {
+	Type string `json:"type"`
+	Help string `json:"help"`
+	Unit string `json:"unit"`
+}
+
+// Metadata returns the metadata of the metrics Prometheus scrapes, by metric
+// name: of one metric when metric is set, of at most limit metrics when
+// limit > 0.
+func (c *Client) Metadata(ctx context.Context, metric string, limit int) (map[string][]Metadata, error) {
+	q := url.Values{}
+	if metric != "" {
+		q.Set("metric", metric)
+	}
+	if limit > 0 {
+		q.Set("limit", strconv.Itoa(limit))
+	}
+	var out map[string][]Metadata
+	err := c.getJSON(ctx, "/api/v1/metadata", q, &out)
+	return out, err
+}
+
+// ExemplarSeries is a series' exemplars as /api/v1/query_exemplars gives
+// them.
+type ExemplarSeries struct {
+	SeriesLabels map[string]string `json:"seriesLabels"`
+	Exemplars    []struct {
+		Labels    map[string]string `json:"labels"`
+		Value     string            `json:"value"`
+		Timestamp float64           `json:"timestamp"`
+	} `json:"exemplars"`
+}
+
+// Exemplars returns the exemplars of the series query selects in [start,
+// end] (milliseconds).
+func (c *Client) Exemplars(ctx context.Context, query string, start, end int64) ([]ExemplarSeries, error) {
+	q := url.Values{"query": {query}}
+	q.Set("start", formatMs(start))
+	q.Set("end", formatMs(end))
+	var out []ExemplarSeries
+	err := c.getJSON(ctx, "/api/v1/query_exemplars", q, &out)
+	return out, err
+}
+
 func rangeQuery(match []string, start, end int64) url.Values {
 	q := url.Values{"match[]": match}
 	q.Set("start", formatMs(start))

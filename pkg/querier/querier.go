@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/prometheus/prometheus/model/exemplar"
+	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql"
 	"github.com/prometheus/prometheus/promql/parser"
 	"google.golang.org/grpc"
@@ -126,10 +128,16 @@ func New(cfg Config, rt *component.Runtime) (*Querier, error) {
 		Registerer:       rt.Registry,
 		Gatherer:         rt.Registry,
 		Endpoints:        eps.Status,
+		Metadata: func(ctx context.Context, metric string, limit, limitPerMetric int, partial bool) (map[string][]query.MetricMeta, []string, error) {
+			return query.Metadata(ctx, eps.MetadataEndpoints(), metric, limit, limitPerMetric, partial)
+		},
+		Exemplars: func(ctx context.Context, selectors [][]*labels.Matcher, start, end int64, opts query.Options) ([]exemplar.QueryResult, []string, error) {
+			return query.Exemplars(ctx, eps.ExemplarEndpoints(), selectors, start, end, opts)
+		},
 	})
 	api.Register(rt.Mux)
 	if rt.GRPC != nil {
-		(&storeServer{q: q, stores: eps.Stores}).register(rt.GRPC)
+		(&storeServer{q: q, stores: eps.Stores, eps: eps, parser: p}).register(rt.GRPC)
 	}
 	qr := &Querier{cfg: cfg, rt: rt, endpoints: eps, Queryable: q, Engine: engine}
 	rt.AddService("endpoints", func(ctx context.Context) error {

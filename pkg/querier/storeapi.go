@@ -4,14 +4,18 @@ import (
 	"context"
 	"math"
 
+	"github.com/prometheus/prometheus/promql/parser"
 	"github.com/prometheus/prometheus/storage"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/strata-metrics/strata/api/proto/exemplarspb"
 	"github.com/strata-metrics/strata/api/proto/infopb"
 	"github.com/strata-metrics/strata/api/proto/labelpb"
+	"github.com/strata-metrics/strata/api/proto/metadatapb"
 	"github.com/strata-metrics/strata/api/proto/storepb"
+	"github.com/strata-metrics/strata/pkg/endpoint"
 	"github.com/strata-metrics/strata/pkg/query"
 	"github.com/strata-metrics/strata/pkg/storeapi"
 )
@@ -23,13 +27,74 @@ import (
 type storeServer struct {
 	storepb.UnimplementedStoreServer
 	infopb.UnimplementedInfoServer
+	metadatapb.UnimplementedMetadataServer
+	exemplarspb.UnimplementedExemplarsServer
 	q      *query.Queryable
 	stores func() []query.Store
+	// eps offer metadata and exemplars; parser reads exemplar queries.
+	eps    *endpoint.Set
+	parser parser.Parser
 }
 
 func (s *storeServer) register(srv *grpc.Server) {
 	storepb.RegisterStoreServer(srv, s)
 	infopb.RegisterInfoServer(srv, s)
+	metadatapb.RegisterMetadataServer(srv, s)
+	exemplarspb.RegisterExemplarsServer(srv, s)
+}
+
+// MetricMetadata passes the endpoints' merged metadata on.
+func (s *storeServer) MetricMetadata(req *metadatapb.MetricMetadataRequest, srv grpc.ServerStreamingServer[metadatapb.MetricMetadataResponse]) error {
+	partial := req.PartialResponseStrategy != storepb.PartialResponseStrategy_ABORT
+	md, warnings, err := query.Metadata(srv.Context(), s.eps.MetadataEndpoints(), req.Metric, int(req.Limit), 0, partial)
+	if err != nil {
+		return status.Error(codes.Unavailable, err.Error())
+	}
+	for _, w := range warnings {
+		if err := srv.Send(&metadatapb.MetricMetadataResponse{Result: &metadatapb.MetricMetadataResponse_Warning{Warning: w}}); err != nil {
+			return err
+		}
+	}
+	out := &metadatapb.MetricMetadata{Metadata: make(map[string]*metadatapb.MetricMetadataEntry, len(md))}
+	for name, ms := range md {
+		e := &metadatapb.MetricMetadataEntry{}
+		for _, m := range ms {
+			e.Metas = append(e.Metas, &metadatapb.Meta{Type: m.Type, Help: m.Help, Unit: m.Unit})
+		}
+		out.Metadata[name] = e
+	}
+	return srv.Send(&metadatapb.MetricMetadataResponse{Result: &metadatapb.MetricMetadataResponse_Metadata{Metadata: out}})
+}
+
+// Exemplars passes the endpoints' exemplars on, every replica's: the
+// querier above deduplicates with its own replica labels.
+func (s *storeServer) Exemplars(req *exemplarspb.ExemplarsRequest, srv grpc.ServerStreamingServer[exemplarspb.ExemplarsResponse]) error {
+	expr, err := s.parser.ParseExpr(req.Query)
+	if err != nil {
+		return status.Errorf(codes.InvalidArgument, "parse exemplar query: %v", err)
+	}
+	opts := s.q.Defaults
+	opts.Dedup = false
+	opts.PartialResponse = req.PartialResponseStrategy != storepb.PartialResponseStrategy_ABORT
+	res, warnings, err := query.Exemplars(srv.Context(), s.eps.ExemplarEndpoints(), parser.ExtractSelectors(expr), req.Start, req.End, opts)
+	if err != nil {
+		return status.Error(codes.Unavailable, err.Error())
+	}
+	for _, w := range warnings {
+		if err := srv.Send(&exemplarspb.ExemplarsResponse{Result: &exemplarspb.ExemplarsResponse_Warning{Warning: w}}); err != nil {
+			return err
+		}
+	}
+	for _, r := range res {
+		d := &exemplarspb.ExemplarData{SeriesLabels: &labelpb.LabelSet{Labels: storeapi.LabelsToProto(r.SeriesLabels)}}
+		for _, e := range r.Exemplars {
+			d.Exemplars = append(d.Exemplars, &exemplarspb.Exemplar{Labels: &labelpb.LabelSet{Labels: storeapi.LabelsToProto(e.Labels)}, Value: e.Value, Ts: e.Ts})
+		}
+		if err := srv.Send(&exemplarspb.ExemplarsResponse{Result: &exemplarspb.ExemplarsResponse_Data{Data: d}}); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Info advertises the union of the endpoints' label sets and time ranges.
@@ -51,6 +116,17 @@ func (s *storeServer) Info(context.Context, *infopb.InfoRequest) (*infopb.InfoRe
 		mint, maxt = 0, 0
 	}
 	resp.Store = &infopb.StoreInfo{MinTime: mint, MaxTime: maxt, SupportsWithoutReplicaLabels: true}
+	if len(s.eps.MetadataEndpoints()) > 0 {
+		resp.MetricMetadata = &infopb.MetricMetadataInfo{}
+	}
+	if eps := s.eps.ExemplarEndpoints(); len(eps) > 0 {
+		lo, hi := int64(math.MaxInt64), int64(math.MinInt64)
+		for _, e := range eps {
+			a, b := e.ExemplarsTimeRange()
+			lo, hi = min(lo, a), max(hi, b)
+		}
+		resp.Exemplars = &infopb.ExemplarsInfo{MinTime: lo, MaxTime: hi}
+	}
 	return resp, nil
 }
 

@@ -50,6 +50,10 @@ type Config struct {
 	MaxConcurrent int
 	// Endpoints lists the endpoints for /api/v1/stores and /stores.
 	Endpoints func() []endpoint.Status
+	// Metadata and Exemplars answer /api/v1/metadata and
+	// /api/v1/query_exemplars; nil answers empty.
+	Metadata  MetadataFunc
+	Exemplars ExemplarsFunc
 }
 
 // prometheusEndpoints are the Prometheus API paths the querier serves.
@@ -152,6 +156,14 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if lb := resolutionLookback(opts.MaxResolution, a.cfg.LookbackDelta); lb > 0 {
 			r.Form.Set("lookback_delta", lb.String())
 		}
+	}
+	switch p {
+	case "/api/v1/metadata":
+		a.metadataHandler(w, r, opts)
+		return
+	case "/api/v1/query_exemplars":
+		a.exemplarsHandler(w, r, opts)
+		return
 	}
 	if a.gate != nil && (p == "/api/v1/query" || p == "/api/v1/query_range") {
 		select {

@@ -15,8 +15,10 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/strata-metrics/strata/api/proto/exemplarspb"
 	"github.com/strata-metrics/strata/api/proto/infopb"
 	"github.com/strata-metrics/strata/api/proto/labelpb"
+	"github.com/strata-metrics/strata/api/proto/metadatapb"
 	"github.com/strata-metrics/strata/api/proto/storepb"
 	"github.com/strata-metrics/strata/pkg/promclient"
 	"github.com/strata-metrics/strata/pkg/storeapi"
@@ -26,6 +28,8 @@ import (
 type store struct {
 	storepb.UnimplementedStoreServer
 	infopb.UnimplementedInfoServer
+	metadatapb.UnimplementedMetadataServer
+	exemplarspb.UnimplementedExemplarsServer
 	prom    *promclient.Client
 	ext     func() labels.Labels
 	minTime func() int64
@@ -34,15 +38,20 @@ type store struct {
 func (s *store) register(srv *grpc.Server) {
 	storepb.RegisterStoreServer(srv, s)
 	infopb.RegisterInfoServer(srv, s)
+	metadatapb.RegisterMetadataServer(srv, s)
+	exemplarspb.RegisterExemplarsServer(srv, s)
 }
 
 // Info advertises the external labels and Prometheus' time range: its
-// oldest data to +∞.
+// oldest data to +∞, and the metadata and exemplars APIs.
 func (s *store) Info(context.Context, *infopb.InfoRequest) (*infopb.InfoResponse, error) {
 	return &infopb.InfoResponse{
-		LabelSets:     []*labelpb.ZLabelSet{{Labels: storeapi.LabelsToProto(s.ext())}},
-		ComponentType: "sidecar",
-		Store:         &infopb.StoreInfo{MinTime: s.minTime(), MaxTime: math.MaxInt64, SupportsWithoutReplicaLabels: true},
+		LabelSets:      []*labelpb.ZLabelSet{{Labels: storeapi.LabelsToProto(s.ext())}},
+		ComponentType:  "sidecar",
+		Store:          &infopb.StoreInfo{MinTime: s.minTime(), MaxTime: math.MaxInt64, SupportsWithoutReplicaLabels: true},
+		MetricMetadata: &infopb.MetricMetadataInfo{},
+		// Exemplars live in Prometheus' memory only: any time it may hold.
+		Exemplars: &infopb.ExemplarsInfo{MinTime: math.MinInt64, MaxTime: math.MaxInt64},
 	}, nil
 }
 

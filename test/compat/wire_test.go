@@ -10,14 +10,18 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
+	theirexemplars "github.com/thanos-io/thanos/pkg/exemplars/exemplarspb"
 	theirinfo "github.com/thanos-io/thanos/pkg/info/infopb"
+	theirmetadata "github.com/thanos-io/thanos/pkg/metadata/metadatapb"
 	theirhints "github.com/thanos-io/thanos/pkg/store/hintspb"
 	theirlabels "github.com/thanos-io/thanos/pkg/store/labelpb"
 	theirstore "github.com/thanos-io/thanos/pkg/store/storepb"
 
+	"github.com/strata-metrics/strata/api/proto/exemplarspb"
 	"github.com/strata-metrics/strata/api/proto/hintspb"
 	"github.com/strata-metrics/strata/api/proto/infopb"
 	"github.com/strata-metrics/strata/api/proto/labelpb"
+	"github.com/strata-metrics/strata/api/proto/metadatapb"
 	"github.com/strata-metrics/strata/api/proto/storepb"
 )
 
@@ -71,6 +75,15 @@ var pairs = map[string]pair{
 	"QueryAPIInfo":             {func() proto.Message { return &infopb.QueryAPIInfo{} }, func() gogoMessage { return &theirinfo.QueryAPIInfo{} }},
 	"StatusInfo":               {func() proto.Message { return &infopb.StatusInfo{} }, func() gogoMessage { return &theirinfo.StatusInfo{} }},
 	"TSDBInfo":                 {func() proto.Message { return &infopb.TSDBInfo{} }, func() gogoMessage { return &theirinfo.TSDBInfo{} }},
+	"MetricMetadataRequest":    {func() proto.Message { return &metadatapb.MetricMetadataRequest{} }, func() gogoMessage { return &theirmetadata.MetricMetadataRequest{} }},
+	"MetricMetadataResponse":   {func() proto.Message { return &metadatapb.MetricMetadataResponse{} }, func() gogoMessage { return &theirmetadata.MetricMetadataResponse{} }},
+	"MetricMetadata":           {func() proto.Message { return &metadatapb.MetricMetadata{} }, func() gogoMessage { return &theirmetadata.MetricMetadata{} }},
+	"MetricMetadataEntry":      {func() proto.Message { return &metadatapb.MetricMetadataEntry{} }, func() gogoMessage { return &theirmetadata.MetricMetadataEntry{} }},
+	"Meta":                     {func() proto.Message { return &metadatapb.Meta{} }, func() gogoMessage { return &theirmetadata.Meta{} }},
+	"ExemplarsRequest":         {func() proto.Message { return &exemplarspb.ExemplarsRequest{} }, func() gogoMessage { return &theirexemplars.ExemplarsRequest{} }},
+	"ExemplarsResponse":        {func() proto.Message { return &exemplarspb.ExemplarsResponse{} }, func() gogoMessage { return &theirexemplars.ExemplarsResponse{} }},
+	"ExemplarData":             {func() proto.Message { return &exemplarspb.ExemplarData{} }, func() gogoMessage { return &theirexemplars.ExemplarData{} }},
+	"Exemplar":                 {func() proto.Message { return &exemplarspb.Exemplar{} }, func() gogoMessage { return &theirexemplars.Exemplar{} }},
 }
 
 // fieldsAddedAfterThanos are fields of ours that Thanos v0.41 does not have
@@ -222,6 +235,20 @@ func fill(m protoreflect.Message, depth, variant int) {
 		if f.Kind() == protoreflect.MessageKind && depth >= 3 {
 			continue
 		}
+		if f.IsMap() {
+			mp := m.Mutable(f).Map()
+			for j := 0; j < 2; j++ {
+				k := scalar(f.MapKey(), j+1).MapKey()
+				if f.MapValue().Kind() == protoreflect.MessageKind {
+					v := mp.NewValue()
+					fill(v.Message(), depth+1, variant)
+					mp.Set(k, v)
+				} else {
+					mp.Set(k, scalar(f.MapValue(), j+1))
+				}
+			}
+			continue
+		}
 		if f.IsList() {
 			l := m.Mutable(f).List()
 			for j := 0; j < 2; j++ {
@@ -257,6 +284,8 @@ func scalar(f protoreflect.FieldDescriptor, j int) protoreflect.Value {
 		return protoreflect.ValueOfInt64(n * 1_000_003)
 	case protoreflect.Uint64Kind:
 		return protoreflect.ValueOfUint64(uint64(n) * 1_000_000_007)
+	case protoreflect.DoubleKind:
+		return protoreflect.ValueOfFloat64(float64(n) + 0.25)
 	case protoreflect.StringKind:
 		return protoreflect.ValueOfString(fmt.Sprintf("%s-%d", f.Name(), j))
 	case protoreflect.BytesKind:

@@ -47,8 +47,9 @@ func TestHAPairThroughQuerier(t *testing.T) {
 				return err
 			}
 			vec, _ := v.(model.Vector)
-			if len(vec) != 2 || vec[0].Value != 5 || vec[1].Value != 5 {
-				return fmt.Errorf("%s = %v, want 5 for each replica", q, v)
+			n := model.SampleValue(len(h.targets))
+			if len(vec) != 2 || vec[0].Value != n || vec[1].Value != n {
+				return fmt.Errorf("%s = %v, want %v for each replica", q, v, n)
 			}
 		}
 		return nil
@@ -251,12 +252,83 @@ func TestHAPairThroughQuerier(t *testing.T) {
 			t.Fatal(err)
 		}
 		out = promtool(t, "query", "labels", "--start="+unixTime(from), "--end="+unixTime(at), base, "job")
-		if got := strings.Fields(out); !slices.Equal(got, []string{"prometheus", "strata"}) || len(vals) != 2 {
-			t.Fatalf("promtool query labels job printed %q, the API answers %v, want prometheus and strata", out, vals)
+		if got := strings.Fields(out); !slices.Equal(got, []string{"app", "prometheus", "strata"}) || len(vals) != 3 {
+			t.Fatalf("promtool query labels job printed %q, the API answers %v, want app, prometheus and strata", out, vals)
 		}
 		if out = promtool(t, "query", "labels", "--start="+unixTime(from), "--end="+unixTime(at), base, "replica"); strings.TrimSpace(out) != "" {
 			t.Fatalf("promtool query labels replica printed %q: with dedup the replica label has no values", out)
 		}
+	})
+
+	t.Run("metadata and exemplars", func(t *testing.T) {
+		apiA := e2e.NewAPI(t, h.promA.URL)
+		// Metadata: Prometheus' own, once, though both replicas know it.
+		e2e.Eventually(t, 20*time.Second, 250*time.Millisecond, func() error {
+			want, err := apiA.Metadata(e2e.QueryContext(t), "", "")
+			if err != nil {
+				return err
+			}
+			got, err := qAPI.Metadata(e2e.QueryContext(t), "", "")
+			if err != nil {
+				return err
+			}
+			if len(want["app_requests"]) == 0 {
+				return fmt.Errorf("replica a has no metadata of app_requests yet")
+			}
+			if w, g := metadataString(want), metadataString(got); w != g {
+				return fmt.Errorf("the querier's metadata differs from replica a's:\n%.600s\nwant:\n%.600s", g, w)
+			}
+			return nil
+		})
+		one, err := qAPI.Metadata(e2e.QueryContext(t), "app_requests", "")
+		if err != nil || len(one) != 1 || len(one["app_requests"]) != 1 || one["app_requests"][0].Type != "counter" {
+			t.Fatalf("metadata of app_requests: %v %v", one, err)
+		}
+
+		// Exemplars: the app's one exemplar, once per series with dedup,
+		// as replica a stores it, external labels added.
+		from, to := t0.Add(-time.Minute), time.Now()
+		want, err := apiA.QueryExemplars(e2e.QueryContext(t), "app_requests_total", from, to)
+		if err != nil || len(want) != 1 || len(want[0].Exemplars) != 1 {
+			t.Fatalf("replica a's exemplars: %v %v", want, err)
+		}
+		got, err := qAPI.QueryExemplars(e2e.QueryContext(t), "app_requests_total", from, to)
+		if err != nil || len(got) != 1 || len(got[0].Exemplars) != 1 {
+			t.Fatalf("exemplars through the querier: %+v %v", got, err)
+		}
+		wantLabels := want[0].SeriesLabels.Clone()
+		wantLabels["cluster"] = "e2e"
+		ge, we := got[0].Exemplars[0], want[0].Exemplars[0]
+		if !got[0].SeriesLabels.Equal(wantLabels) || !ge.Labels.Equal(we.Labels) || ge.Value != we.Value || !ge.Timestamp.Equal(we.Timestamp) ||
+			ge.Labels["trace_id"] != appExemplar {
+			t.Fatalf("exemplar through the querier %v %+v, replica a has %v %+v", got[0].SeriesLabels, ge, wantLabels, we)
+		}
+		both, err := noDedup.QueryExemplars(e2e.QueryContext(t), `{__name__="app_requests_total", job="app"}`, from, to)
+		if err != nil || len(both) != 2 || both[0].SeriesLabels["replica"] != "a" || both[1].SeriesLabels["replica"] != "b" {
+			t.Fatalf("exemplars with dedup=false: want replica a's and b's series, got %+v %v", both, err)
+		}
+		if _, err := qAPI.QueryExemplars(e2e.QueryContext(t), "app_requests_total{", from, to); err == nil || !strings.Contains(err.Error(), "bad_data") {
+			t.Fatalf("a bad exemplar query must be a bad_data error, got %v", err)
+		}
+
+		// A querier stacked on this one gets both over gRPC and answers
+		// the same.
+		top := e2e.StartStrata(t, "querier", true, "", "--endpoint="+h.q.GRPCAddr, "--query.replica-label=replica", "--endpoint.refresh-interval=1s")
+		topAPI := e2e.NewAPI(t, "http://"+top.HTTPAddr)
+		e2e.Eventually(t, 20*time.Second, 250*time.Millisecond, func() error {
+			viaTop, err := topAPI.QueryExemplars(e2e.QueryContext(t), "app_requests_total", from, to)
+			if err != nil {
+				return err
+			}
+			if len(viaTop) != 1 || !viaTop[0].SeriesLabels.Equal(got[0].SeriesLabels) || len(viaTop[0].Exemplars) != 1 || viaTop[0].Exemplars[0].Value != ge.Value {
+				return fmt.Errorf("exemplars through stacked queriers: %+v, want %+v", viaTop, got)
+			}
+			md, err := topAPI.Metadata(e2e.QueryContext(t), "app_requests", "")
+			if err != nil || len(md["app_requests"]) != 1 {
+				return fmt.Errorf("metadata through stacked queriers: %v %v", md, err)
+			}
+			return nil
+		})
 	})
 
 	t.Run("dead sidecar", func(t *testing.T) {
@@ -283,6 +355,12 @@ func TestHAPairThroughQuerier(t *testing.T) {
 		}
 		h.scB.Kill()
 		check("right after the sidecar died")
+		if _, err := strict.Metadata(e2e.QueryContext(t), "", ""); err == nil || !strings.Contains(err.Error(), dead) {
+			t.Fatalf("metadata with partial_response=false must fail naming the sidecar %s, got %v", dead, err)
+		}
+		if md, err := partial.Metadata(e2e.QueryContext(t), "app_requests", ""); err != nil || len(md["app_requests"]) != 1 {
+			t.Fatalf("metadata with partial_response=true must answer from replica a: %v %v", md, err)
+		}
 		e2e.Eventually(t, 15*time.Second, 200*time.Millisecond, func() error {
 			if storeHealthy(t, base, dead) {
 				return fmt.Errorf("the querier still has %s as healthy", dead)
@@ -478,4 +556,24 @@ func storeHealthy(t *testing.T, base, name string) bool {
 		}
 	}
 	return false
+}
+
+// metadataString prints metadata with each metric's entries sorted, so
+// that answers merged from several targets compare.
+func metadataString(md map[string][]promv1.Metadata) string {
+	names := make([]string, 0, len(md))
+	for n := range md {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var b strings.Builder
+	for _, n := range names {
+		var es []string
+		for _, m := range md[n] {
+			es = append(es, fmt.Sprintf("%s|%s|%s", m.Type, m.Unit, m.Help))
+		}
+		sort.Strings(es)
+		fmt.Fprintf(&b, "%s: %s\n", n, strings.Join(es, "; "))
+	}
+	return b.String()
 }
