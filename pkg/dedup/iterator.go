@@ -73,6 +73,7 @@ type replica struct {
 	vt      chunkenc.ValueType // type of the current sample; ValNone when exhausted
 	t       int64
 	f       float64 // current float value
+	stale   bool    // the current sample is a staleness marker
 	prevF   float64 // the float value before the current one
 	hasPrev bool
 	started bool
@@ -80,7 +81,7 @@ type replica struct {
 
 func (r *replica) next() {
 	switch {
-	case r.vt == chunkenc.ValFloat && value.IsStaleNaN(r.f):
+	case r.stale:
 		// A staleness marker is no value: the one before it stays the
 		// previous value, so a reset across it is still seen.
 	case r.vt == chunkenc.ValFloat:
@@ -96,10 +97,12 @@ func (r *replica) next() {
 func (r *replica) load() {
 	switch r.vt {
 	case chunkenc.ValNone:
+		r.stale = false
 	case chunkenc.ValFloat:
 		r.t, r.f = r.it.At()
+		r.stale = value.IsStaleNaN(r.f)
 	default:
-		r.t = r.it.AtT()
+		r.t, r.stale = r.it.AtT(), false
 	}
 }
 
@@ -234,7 +237,7 @@ func (d *Iterator) Next() chunkenc.ValueType {
 func (d *Iterator) emit(pick int) chunkenc.ValueType {
 	p := &d.reps[pick]
 	d.switched = d.cur >= 0 && pick != d.cur
-	stale := p.vt == chunkenc.ValFloat && value.IsStaleNaN(p.f)
+	stale := p.stale
 	if p.vt == chunkenc.ValFloat && d.counter && !stale {
 		d.adjustCounter(p)
 	}
@@ -291,7 +294,7 @@ func (d *Iterator) Seek(t int64) chunkenc.ValueType {
 // PromQL would then read as a sample instead of the end of the series.
 func (d *Iterator) At() (int64, float64) {
 	r := &d.reps[d.cur]
-	if d.offset == 0 || value.IsStaleNaN(r.f) {
+	if d.offset == 0 || r.stale {
 		return r.t, r.f
 	}
 	return r.t, r.f + d.offset
