@@ -9,8 +9,11 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/metrics"
+	"slices"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -135,14 +138,67 @@ func BenchmarkSystem(b *testing.B) {
 	}
 	var rows []string
 	rows = append(rows, fmt.Sprintf("%-90s %10s %10s %10s %7s %9s", "query (24h, step 60s)", "local", "cold", "warm", "ratio", "GETs"))
+	var localPeak uint64
 	for _, qs := range queries {
 		localT := best(3, func() (time.Duration, error) { return run(engine, db, qs) })
+		localPeak = max(localPeak, peakHeapGrowth(func() { _, _ = run(engine, db, qs) }))
 		before := bucketGets(reg)
 		cold := best(1, func() (time.Duration, error) { return run(qr.Engine, qr.Queryable, qs) })
 		gets := bucketGets(reg) - before
 		warm := best(3, func() (time.Duration, error) { return run(qr.Engine, qr.Queryable, qs) })
 		rows = append(rows, fmt.Sprintf("%-90s %10s %10s %10s %6.2fx %9.0f", qs, localT.Round(time.Millisecond), cold.Round(time.Millisecond),
 			warm.Round(time.Millisecond), float64(warm)/float64(localT), gets))
+	}
+	// The metadata calls Grafana makes for variables and the query
+	// builder: /api/v1/labels, /api/v1/label/<name>/values and
+	// /api/v1/series over the same 24h, through the same storage calls.
+	mint, maxt := end.Add(-24*time.Hour).UnixMilli(), end.UnixMilli()
+	metaCalls := []struct {
+		name string
+		call func(storage.Querier) (int, error)
+	}{
+		{"labels (24h)", func(q storage.Querier) (int, error) {
+			names, _, err := q.LabelNames(ctx, nil)
+			// The bucket's blocks add their external label.
+			return len(slices.DeleteFunc(names, func(n string) bool { return n == "cluster" })), err
+		}},
+		{"label values of instance (24h)", func(q storage.Querier) (int, error) {
+			vals, _, err := q.LabelValues(ctx, "instance", nil)
+			return len(vals), err
+		}},
+		{`series {__name__="node_load1"} (24h)`, func(q storage.Querier) (int, error) {
+			set := q.Select(ctx, true, &storage.SelectHints{Start: mint, End: maxt, Func: "series"}, labels.MustNewMatcher(labels.MatchEqual, "__name__", "node_load1"))
+			n := 0
+			for set.Next() {
+				n++
+			}
+			return n, set.Err()
+		}},
+	}
+	for _, mc := range metaCalls {
+		var localN, ourN int
+		call := func(qa storage.Queryable, n *int) func() (time.Duration, error) {
+			return func() (time.Duration, error) {
+				t0 := time.Now()
+				q, err := qa.Querier(mint, maxt)
+				if err != nil {
+					return 0, err
+				}
+				defer q.Close()
+				*n, err = mc.call(q)
+				return time.Since(t0), err
+			}
+		}
+		localT := best(3, call(db, &localN))
+		before := bucketGets(reg)
+		cold := best(1, call(qr.Queryable, &ourN))
+		gets := bucketGets(reg) - before
+		warm := best(3, call(qr.Queryable, &ourN))
+		if localN != ourN || localN == 0 {
+			b.Fatalf("%s: %d locally, %d through store and querier", mc.name, localN, ourN)
+		}
+		rows = append(rows, fmt.Sprintf("%-90s %10s %10s %10s %6.2fx %9.0f", mc.name, localT.Round(time.Microsecond), cold.Round(time.Microsecond),
+			warm.Round(time.Microsecond), float64(warm)/float64(localT), gets))
 	}
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
@@ -238,6 +294,7 @@ func BenchmarkSystem(b *testing.B) {
 		cfg.SeriesCount(), samples, len(blocks), genTook.Round(time.Millisecond), float64(samples)/genTook.Seconds()/1e6)
 	fmt.Println(strings.Join(rows, "\n"))
 	fmt.Printf("process heap after the queries (store + querier + local engine in one process): %d MiB\n", ms.HeapInuse>>20)
+	fmt.Printf("Prometheus' engine over the local TSDB (one replica, chunks mmapped): largest heap growth during one query %d MiB\n", localPeak>>20)
 	fmt.Printf("as processes, the query set over HTTP in %s (cold): store peak RSS %d MiB, querier peak RSS %d MiB\n",
 		httpTook.Round(time.Millisecond), storeRSS>>20, querierRSS>>20)
 	fmt.Printf("compaction of the 24 2h blocks with offline dedup of the HA pair: %s, %.1fM samples/s\n", compactTook.Round(time.Millisecond), float64(samples)/compactTook.Seconds()/1e6)
@@ -251,6 +308,42 @@ func BenchmarkSystem(b *testing.B) {
 }
 
 type storageQueryable = storage.Queryable
+
+// peakHeapGrowth runs f and returns how far the live heap grew above what
+// it was before, sampled every 2ms.
+func peakHeapGrowth(f func()) uint64 {
+	runtime.GC()
+	sample := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+	metrics.Read(sample)
+	base := sample[0].Value.Uint64()
+	var peak atomic.Uint64
+	done := make(chan struct{})
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+		tick := time.NewTicker(2 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			metrics.Read(s)
+			if v := s[0].Value.Uint64(); v > peak.Load() {
+				peak.Store(v)
+			}
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	f()
+	close(done)
+	<-stopped
+	if p := peak.Load(); p > base {
+		return p - base
+	}
+	return 0
+}
 
 func best(n int, f func() (time.Duration, error)) time.Duration {
 	var out []time.Duration
