@@ -294,7 +294,8 @@ func (c *chunksIterator) AtHistogram(h *histogram.Histogram) (int64, *histogram.
 func (c *chunksIterator) AtFloatHistogram(fh *histogram.FloatHistogram) (int64, *histogram.FloatHistogram) {
 	return c.cur.AtFloatHistogram(fh)
 }
-func (c *chunksIterator) AtT() int64  { return c.cur.AtT() }
+func (c *chunksIterator) AtT() int64 { return c.cur.AtT() }
+
 // AtST is always 0: the chunk encodings the StoreAPI carries (XOR and the
 // two histogram ones) hold no start timestamps, and asking the chunk's
 // iterator costs an interface call per sample for nothing.
