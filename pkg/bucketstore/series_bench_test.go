@@ -28,7 +28,7 @@ import (
 // BenchmarkSeries measures Series over a blockgen bucket of an HA pair, 24h
 // of 2h blocks (STRATA_BENCH_SERIES series per replica, default 20000), for
 // a narrow, a wide and a regex selector on one replica: cold (a store just
-// started on an empty --data-dir) and warm (best of 3), against a local
+// started on an empty --data-dir) and warm (best of 5; local too), against a local
 // tsdb chunk querier reading the same replica's blocks from disk, with
 // the bucket requests and bytes each query costs. The client is the
 // querier's frame decoder; neither side decodes the chunks themselves.
@@ -93,7 +93,7 @@ func BenchmarkSeries(b *testing.B) {
 			b.Fatal(err)
 		}
 		var want counted
-		localT := bestOf(b, 3, func() error {
+		localT := bestOf(b, 5, func() error {
 			c, err := readLocal(ctx, db, ms, cfg.MinTime, cfg.MaxTime)
 			want = c
 			return err
@@ -119,7 +119,7 @@ func BenchmarkSeries(b *testing.B) {
 			return check(c)
 		})
 		coldGets, coldBytes := bucketCost(b, reg)
-		warmT := bestOf(b, 3, func() error {
+		warmT := bestOf(b, 5, func() error {
 			c, err := readStore(ctx, client, req)
 			if err != nil {
 				return err
@@ -127,7 +127,7 @@ func BenchmarkSeries(b *testing.B) {
 			return check(c)
 		})
 		gets, bytes := bucketCost(b, reg)
-		warmGets, warmBytes := (gets-coldGets)/3, (bytes-coldBytes)/3
+		warmGets, warmBytes := (gets-coldGets)/5, (bytes-coldBytes)/5
 		fmt.Printf("%-8s %8d %9d %10s %10s %10s %6.2fx %11.0f %11.1f %10.0f %10.1f\n", s.name, want.series, want.chunks,
 			localT.Round(time.Microsecond), coldT.Round(time.Microsecond), warmT.Round(time.Microsecond), float64(warmT)/float64(localT),
 			coldGets, coldBytes/(1<<20), warmGets, warmBytes/(1<<20))
