@@ -147,6 +147,9 @@ type Iterator struct {
 	hasOut   bool
 	switched bool // the current sample is the first after a switch
 	done     bool
+	// noFastPath lets tests check the inlined float path against the
+	// general one.
+	noFastPath bool
 }
 
 // NewIterator merges the given replica iterators.
@@ -184,6 +187,33 @@ func (d *Iterator) Next() chunkenc.ValueType {
 	// Fast path: the current replica has the next scrape. The other
 	// replicas are not touched, so only one replica is decoded while it
 	// has no gaps; they catch up with chunk-skipping seeks at a gap.
+	if c := d.cur; c >= 0 && !d.noFastPath && d.reps[c].vt == chunkenc.ValFloat && d.reps[c].t == d.lastT {
+		// The common case, floats, with next, load and emit inlined:
+		// this loop runs once per sample of every deduplicated series.
+		r := &d.reps[c]
+		if !r.stale {
+			r.prevF, r.hasPrev = r.f, true
+		}
+		r.vt = r.it.Next()
+		if r.vt != chunkenc.ValFloat {
+			r.load()
+		} else {
+			r.t, r.f = r.it.At()
+			r.stale = value.IsStaleNaN(r.f)
+			if r.t > d.lastT && r.t <= d.lastT+penalty {
+				d.switched = false
+				if d.counter && !r.stale && r.hasPrev && r.f < r.prevF {
+					// A reset in the replica itself (see adjustCounter).
+					d.offset = 0
+				}
+				d.step, d.lastT = r.t-d.lastT, r.t
+				if !r.stale {
+					d.lastOut, d.hasOut = r.f+d.offset, true
+				}
+				return chunkenc.ValFloat
+			}
+		}
+	}
 	if c := d.cur; c >= 0 {
 		r := &d.reps[c]
 		r.advanceTo(d.lastT + 1)

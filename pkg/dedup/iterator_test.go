@@ -2,6 +2,7 @@ package dedup
 
 import (
 	"math"
+	"math/rand/v2"
 	"testing"
 
 	"github.com/prometheus/prometheus/model/histogram"
@@ -258,6 +259,53 @@ func TestStaleMarkers(t *testing.T) {
 		}
 		if !sawStale || resets != 1 {
 			t.Fatalf("counter=%v: staleness marker kept %v, %d resets (want 1): %v", counter, sawStale, resets, out)
+		}
+	}
+}
+
+// TestFastPathMatchesGeneral: random replicas with gaps, jitter, counter
+// resets and staleness markers come out bit for bit the same through the
+// inlined float path as through the general one.
+func TestFastPathMatchesGeneral(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for round := 0; round < 300; round++ {
+		reps := make([][]fs, 2+rng.IntN(2))
+		for i := range reps {
+			v := 0.0
+			for ts := int64(0); ts < 3_600_000; ts += 15000 {
+				if rng.IntN(20) == 0 {
+					ts += int64(rng.IntN(12)) * 15000 // a gap
+				}
+				at := ts + int64(rng.IntN(200))
+				switch rng.IntN(40) {
+				case 0:
+					v = 0 // the process restarted
+				case 1:
+					reps[i] = append(reps[i], fs{at, math.Float64frombits(value.StaleNaN)})
+					continue
+				}
+				v += rng.Float64() * 10
+				reps[i] = append(reps[i], fs{at, v})
+			}
+		}
+		for _, counter := range []bool{false, true} {
+			fast := merged(counter, reps...).Iterator(nil)
+			slow := merged(counter, reps...).Iterator(nil).(*Iterator)
+			slow.noFastPath = true
+			for n := 0; ; n++ {
+				fv, sv := fast.Next(), slow.Next()
+				if fv != sv {
+					t.Fatalf("round %d counter %v sample %d: type %v on the fast path, %v on the general one", round, counter, n, fv, sv)
+				}
+				if fv == chunkenc.ValNone {
+					break
+				}
+				ft, ff := fast.At()
+				st, sf := slow.At()
+				if ft != st || math.Float64bits(ff) != math.Float64bits(sf) {
+					t.Fatalf("round %d counter %v sample %d: %d %v on the fast path, %d %v on the general one", round, counter, n, ft, ff, st, sf)
+				}
+			}
 		}
 	}
 }
