@@ -150,6 +150,7 @@ type Iterator struct {
 	// noFastPath lets tests check the inlined float path against the
 	// general one.
 	noFastPath bool
+	noST       bool // no replica has start timestamps
 }
 
 // NewIterator merges the given replica iterators.
@@ -160,8 +161,12 @@ func NewIterator(counter bool, its ...chunkenc.Iterator) *Iterator {
 }
 
 func (d *Iterator) reset(its []chunkenc.Iterator, counter bool) {
+	d.noST = true
 	for i := range d.reps {
 		d.reps[i] = replica{it: its[i]}
+		if _, ok := its[i].(NoStartTimestamps); !ok {
+			d.noST = false
+		}
 	}
 	d.cur, d.lastT, d.step, d.counter = -1, math.MinInt64, 0, counter
 	d.offset, d.lastOut, d.hasOut, d.switched, d.done = 0, 0, false, false, false
@@ -353,8 +358,20 @@ func (d *Iterator) AtFloatHistogram(fh *histogram.FloatHistogram) (int64, *histo
 // AtT returns the current sample's timestamp.
 func (d *Iterator) AtT() int64 { return d.reps[d.cur].t }
 
-// AtST returns the current sample's start timestamp.
-func (d *Iterator) AtST() int64 { return d.reps[d.cur].it.AtST() }
+// AtST returns the current sample's start timestamp. PromQL asks for it
+// with every sample: replicas that never have one are not asked.
+func (d *Iterator) AtST() int64 {
+	if d.noST {
+		return 0
+	}
+	return d.reps[d.cur].it.AtST()
+}
+
+// NoStartTimestamps marks iterators whose samples never carry a start
+// timestamp (AtST is always 0), such as the querier's over StoreAPI chunks.
+type NoStartTimestamps interface {
+	NoStartTimestamps()
+}
 
 // Err returns the first error of any replica.
 func (d *Iterator) Err() error {

@@ -300,4 +300,7 @@ func (c *chunksIterator) AtT() int64 { return c.cur.AtT() }
 // two histogram ones) hold no start timestamps, and asking the chunk's
 // iterator costs an interface call per sample for nothing.
 func (c *chunksIterator) AtST() int64 { return 0 }
-func (c *chunksIterator) Err() error  { return c.err }
+
+// NoStartTimestamps tells dedup not to ask AtST (see dedup.NoStartTimestamps).
+func (c *chunksIterator) NoStartTimestamps() {}
+func (c *chunksIterator) Err() error         { return c.err }
