@@ -39,6 +39,10 @@ type Config struct {
 	Logger      *slog.Logger
 }
 
+// ReadBufferSize is the querier's gRPC read buffer per endpoint connection
+// (gRPC's default is 32 KiB).
+const ReadBufferSize = 256 << 10
+
 // Set is the live set of endpoints.
 type Set struct {
 	cfg      Config
@@ -118,7 +122,9 @@ func (s *Set) Refresh(ctx context.Context) {
 		// gRPC's default 4 MiB receive limit would fail a query whose one
 		// series (a long raw range, native histograms) or batch of series
 		// is larger; as in Thanos, frames are only bounded by the stores.
-		opts := append([]grpc.DialOption{grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(math.MaxInt32))}, s.cfg.DialOptions...)
+		opts := append([]grpc.DialOption{grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(math.MaxInt32)),
+			// Series answers are large: fewer, larger socket reads.
+			grpc.WithReadBufferSize(ReadBufferSize)}, s.cfg.DialOptions...)
 		conn, err := grpc.NewClient(addr, opts...)
 		e := &Endpoint{addr: addr, conn: conn}
 		if err != nil {

@@ -8,6 +8,7 @@ import (
 	"math"
 	"slices"
 	"sort"
+	"sync"
 
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/prompb"
@@ -253,6 +254,10 @@ func (s *store) LabelValues(ctx context.Context, req *storepb.LabelValuesRequest
 	return &storepb.LabelValuesResponse{Values: vals}, nil
 }
 
+// batchBuffers keep the buffers remote read frames are gathered in for the
+// next request.
+var batchBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 512<<10+64<<10); return &b }}
+
 // maxFrameBytes closes an encoded batch frame once its data reach it.
 const maxFrameBytes = 1 << 20
 
@@ -273,41 +278,57 @@ func (s *store) streamEncoded(req *storepb.SeriesRequest, srv grpc.ServerStreami
 		sent   int64
 	)
 	ext.Range(func(l labels.Label) { extLs = append(extLs, l) })
-	batch := int(min(req.ResponseBatchSize, storeapi.MaxResponseBatch))
+	perFrame := int(min(req.ResponseBatchSize, storeapi.MaxResponseBatch))
 	flush := func() error {
 		if f := enc.Frame(); f != nil {
 			return srv.SendMsg(f)
 		}
 		return nil
 	}
-	// Prometheus writes its next frames while this one is encoded and
-	// sent: the read runs ahead by at most two frames, in buffers that
-	// go round between reader and encoder (3 x ~1 MiB by default).
-	type result struct {
-		frame []byte
-		err   error
+	// Prometheus writes its next frames while these are encoded and sent.
+	// Remote read frames hold one series each (a few KiB): the reader
+	// gathers them in batches, closed at batchBytes or as soon as the next
+	// frame is not read yet, so waiting for Prometheus holds nothing back;
+	// handing frames over one by one cost more in goroutine switches than
+	// the encoding. Buffers go round between reader and encoder.
+	type batch struct {
+		data []byte
+		ends []int // end of each frame in data
+		err  error // after the frames: io.EOF at the end
 	}
-	const buffers = 3
-	frames, free, done := make(chan result, buffers), make(chan []byte, buffers), make(chan struct{})
+	const (
+		buffers    = 3
+		batchBytes = 512 << 10
+	)
+	batches, free, done := make(chan batch, buffers), make(chan batch, buffers), make(chan struct{})
 	for range buffers {
-		free <- nil
+		free <- batch{data: *batchBuffers.Get().(*[]byte)}
 	}
 	defer close(done)
 	go func() {
 		for {
-			var buf []byte
+			var b batch
 			select {
-			case buf = <-free:
+			case b = <-free:
 			case <-done:
 				return
 			}
-			f, err := stream.NextRaw(buf)
+			b.data, b.ends, b.err = b.data[:0], b.ends[:0], nil
+			for {
+				if b.data, b.err = stream.AppendRaw(b.data); b.err != nil {
+					break
+				}
+				b.ends = append(b.ends, len(b.data))
+				if len(b.data) >= batchBytes || !stream.Buffered() {
+					break
+				}
+			}
 			select {
-			case frames <- result{f, err}:
+			case batches <- b:
 			case <-done:
 				return
 			}
-			if err != nil {
+			if b.err != nil {
 				return
 			}
 		}
@@ -320,31 +341,42 @@ func (s *store) streamEncoded(req *storepb.SeriesRequest, srv grpc.ServerStreami
 		lset = withExternal(lset, ls, extLs)
 		enc.AddLabels(lset, chunks)
 		sent++
-		if n, size := enc.Len(); n >= batch || size >= maxFrameBytes {
+		if n, size := enc.Len(); n >= perFrame || size >= maxFrameBytes {
 			return flush()
 		}
 		return nil
 	}
 	for {
-		r := <-frames
-		if errors.Is(r.err, io.EOF) {
-			break
-		}
-		if r.err != nil {
-			return status.Errorf(codes.Unavailable, "read Prometheus' remote read stream: %v", r.err)
-		}
-		err := parser.each(r.frame, req.SkipChunks, add)
-		if errors.Is(err, errLimit) {
-			break
-		}
-		if err != nil {
-			if _, ok := status.FromError(err); ok {
-				return err
+		b := <-batches
+		from := 0
+		for _, end := range b.ends {
+			err := parser.each(b.data[from:end], req.SkipChunks, add)
+			if errors.Is(err, errLimit) {
+				return flush()
 			}
-			return status.Error(codes.Internal, err.Error())
+			if err != nil {
+				if _, ok := status.FromError(err); ok {
+					return err
+				}
+				return status.Error(codes.Internal, err.Error())
+			}
+			from = end
+		}
+		if errors.Is(b.err, io.EOF) {
+			// The reader is done: every buffer is here or in free.
+			// (On other ways out it may still be filling one.)
+			keep := func(d []byte) { d = d[:0]; batchBuffers.Put(&d) }
+			keep(b.data)
+			for len(free) > 0 {
+				keep((<-free).data)
+			}
+			break
+		}
+		if b.err != nil {
+			return status.Errorf(codes.Unavailable, "read Prometheus' remote read stream: %v", b.err)
 		}
 		// The encoder has copied what it needs: the buffer may be refilled.
-		free <- r.frame
+		free <- b
 	}
 	return flush()
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/strata-metrics/strata/api/proto/storepb"
 	"github.com/strata-metrics/strata/pkg/blockgen"
+	"github.com/strata-metrics/strata/pkg/endpoint"
 	"github.com/strata-metrics/strata/pkg/promclient"
 	"github.com/strata-metrics/strata/pkg/query"
 	"github.com/strata-metrics/strata/test/e2e"
@@ -48,8 +49,9 @@ func BenchmarkSidecarSeries(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	// Dialled as the querier dials its endpoints.
 	conn, err := grpc.NewClient(sc.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(math.MaxInt32)))
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(math.MaxInt32)), grpc.WithReadBufferSize(endpoint.ReadBufferSize))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -165,6 +165,32 @@ func TestSidecarShipsAndServes(t *testing.T) {
 			}
 		}
 	}
+
+	// limit stops the stream after that many series, batched or not.
+	for _, batch := range []int64{0, 64} {
+		stream, err := store.Series(context.Background(), &storepb.SeriesRequest{MinTime: mint, MaxTime: maxt, ResponseBatchSize: batch, Limit: 2,
+			Matchers: []*storepb.LabelMatcher{{Type: storepb.LabelMatcher_EQ, Name: "__name__", Value: "node_load1"}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for {
+			r, err := stream.Recv()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			n += len(r.GetBatch().GetSeries())
+			if r.GetSeries() != nil {
+				n++
+			}
+		}
+		if n != 2 {
+			t.Fatalf("limit 2, batch %d: %d series", batch, n)
+		}
+	}
 }
 
 // samples of one series as read from the StoreAPI.
