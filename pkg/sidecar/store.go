@@ -365,7 +365,14 @@ func (s *store) streamEncoded(req *storepb.SeriesRequest, srv grpc.ServerStreami
 		if errors.Is(b.err, io.EOF) {
 			// The reader is done: every buffer is here or in free.
 			// (On other ways out it may still be filling one.)
-			keep := func(d []byte) { d = d[:0]; batchBuffers.Put(&d) }
+			keep := func(d []byte) {
+				// A Prometheus with larger frames than the default
+				// 1 MiB leaves larger buffers: not worth keeping.
+				if cap(d) <= 4<<20 {
+					d = d[:0]
+					batchBuffers.Put(&d)
+				}
+			}
 			keep(b.data)
 			for len(free) > 0 {
 				keep((<-free).data)
