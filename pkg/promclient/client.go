@@ -148,13 +148,13 @@ type Metadata struct {
 
 // Metadata returns the metadata of the metrics Prometheus scrapes, by metric
 // name: of one metric when metric is set, of at most limit metrics when
-// limit > 0.
+// limit >= 0 (0: none, as Prometheus answers it).
 func (c *Client) Metadata(ctx context.Context, metric string, limit int) (map[string][]Metadata, error) {
 	q := url.Values{}
 	if metric != "" {
 		q.Set("metric", metric)
 	}
-	if limit > 0 {
+	if limit >= 0 {
 		q.Set("limit", strconv.Itoa(limit))
 	}
 	var out map[string][]Metadata
@@ -206,9 +206,10 @@ func formatMs(ms int64) string {
 
 // ChunkedStream is a remote read answer read one frame at a time.
 type ChunkedStream struct {
-	body io.ReadCloser
-	r    *bufio.Reader
-	buf  []byte
+	body      io.ReadCloser
+	closeOnce sync.Once
+	r         *bufio.Reader
+	buf       []byte
 }
 
 // maxFrameBytes bounds one remote read frame; Prometheus writes about 1 MiB.
@@ -278,14 +279,25 @@ func noEOF(err error) error {
 	return err
 }
 
-// Close releases the connection.
+// Close releases the connection and the read buffer. Nothing may be
+// reading the stream any more: a goroutine blocked in a read must be
+// stopped first (CloseBody) and waited for.
 func (s *ChunkedStream) Close() error {
-	err := s.body.Close()
+	err := s.CloseBody()
 	if s.r != nil {
 		s.r.Reset(nil)
 		readers.Put(s.r)
 		s.r = nil
 	}
+	return err
+}
+
+// CloseBody closes the connection, which makes a read in progress return
+// an error, but keeps the read buffer: safe while another goroutine reads.
+// It may be called more than once.
+func (s *ChunkedStream) CloseBody() error {
+	var err error
+	s.closeOnce.Do(func() { err = s.body.Close() })
 	return err
 }
 

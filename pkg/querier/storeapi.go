@@ -46,7 +46,12 @@ func (s *storeServer) register(srv *grpc.Server) {
 // MetricMetadata passes the endpoints' merged metadata on.
 func (s *storeServer) MetricMetadata(req *metadatapb.MetricMetadataRequest, srv grpc.ServerStreamingServer[metadatapb.MetricMetadataResponse]) error {
 	partial := req.PartialResponseStrategy != storepb.PartialResponseStrategy_ABORT
-	md, warnings, err := query.Metadata(srv.Context(), s.eps.MetadataEndpoints(), req.Metric, int(req.Limit), 0, partial)
+	if req.Limit == 0 {
+		// Thanos' meaning on the wire: 0 asks for nothing, negative for
+		// everything.
+		return srv.Send(&metadatapb.MetricMetadataResponse{Result: &metadatapb.MetricMetadataResponse_Metadata{Metadata: &metadatapb.MetricMetadata{}}})
+	}
+	md, warnings, err := query.Metadata(srv.Context(), s.eps.MetadataEndpoints(), req.Metric, max(int(req.Limit), 0), 0, partial)
 	if err != nil {
 		return status.Error(codes.Unavailable, err.Error())
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"sort"
 	"sync"
 
@@ -73,9 +74,14 @@ func Metadata[E Endpoint](ctx context.Context, eps []E, metric string, limit, li
 	var remoteWarnings []string
 	warnings, err := fanOut(ctx, eps, partial, func(ctx context.Context, e E) error {
 		// Each endpoint is asked for up to limit metrics: together they may
-		// have more, cut below.
+		// have more, cut below. On the wire, as in Thanos, a negative
+		// limit is none and 0 asks for nothing.
+		wireLimit := int32(-1)
+		if limit > 0 {
+			wireLimit = int32(min(limit, math.MaxInt32))
+		}
 		stream, err := metadatapb.NewMetadataClient(e.Conn()).MetricMetadata(ctx, &metadatapb.MetricMetadataRequest{
-			Metric: metric, Limit: int32(max(limit, 0)), PartialResponseStrategy: strategy})
+			Metric: metric, Limit: wireLimit, PartialResponseStrategy: strategy})
 		if err != nil {
 			return err
 		}

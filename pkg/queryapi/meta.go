@@ -46,8 +46,9 @@ func (a *API) metadataHandler(w http.ResponseWriter, r *http.Request, opts query
 			*dst = n
 		}
 	}
-	// Prometheus: a limit of 0 answers nothing.
-	if limit == 0 || limitPerMetric == 0 {
+	// As Prometheus: limit 0 answers nothing, limit_per_metric 0 has no
+	// effect (it applies when positive).
+	if limit == 0 {
 		success(w, map[string][]query.MetricMeta{}, nil)
 		return
 	}
@@ -88,6 +89,12 @@ func (a *API) exemplarsHandler(w http.ResponseWriter, r *http.Request, opts quer
 		writeError(w, http.StatusBadRequest, "bad_data", fmt.Sprintf("invalid parameter \"query\": %v", err))
 		return
 	}
+	selectors := parser.ExtractSelectors(expr)
+	if len(selectors) == 0 {
+		// Prometheus answers a query without selectors with no content.
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
 	out := []exemplarSeries{}
 	if a.cfg.Exemplars == nil {
 		success(w, out, nil)
@@ -95,7 +102,7 @@ func (a *API) exemplarsHandler(w http.ResponseWriter, r *http.Request, opts quer
 	}
 	ctx, cancel := a.timeout(r.Context())
 	defer cancel()
-	res, warnings, err := a.cfg.Exemplars(ctx, parser.ExtractSelectors(expr), start, end, opts)
+	res, warnings, err := a.cfg.Exemplars(ctx, selectors, start, end, opts)
 	if err != nil {
 		writeError(w, http.StatusUnprocessableEntity, "execution", fmt.Sprintf("read exemplars: %v", err))
 		return

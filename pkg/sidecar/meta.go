@@ -18,7 +18,8 @@ import (
 )
 
 // MetricMetadata answers with Prometheus' metadata of its scraped metrics,
-// in one message.
+// in one message. A negative limit is none, 0 asks for nothing (Thanos'
+// meaning; Prometheus' too).
 func (s *store) MetricMetadata(req *metadatapb.MetricMetadataRequest, srv grpc.ServerStreamingServer[metadatapb.MetricMetadataResponse]) error {
 	md, err := s.prom.Metadata(srv.Context(), req.Metric, int(req.Limit))
 	if err != nil {

@@ -304,8 +304,17 @@ func (s *store) streamEncoded(req *storepb.SeriesRequest, srv grpc.ServerStreami
 	for range buffers {
 		free <- batch{data: *batchBuffers.Get().(*[]byte)}
 	}
-	defer close(done)
+	// On the way out the reader is stopped (the closed body fails a read
+	// in progress) and waited for: the stream's read buffer goes back to a
+	// pool when Series closes the stream, and must not still be in use.
+	exited := make(chan struct{})
+	defer func() {
+		close(done)
+		_ = stream.CloseBody()
+		<-exited
+	}()
 	go func() {
+		defer close(exited)
 		for {
 			var b batch
 			select {
@@ -321,6 +330,11 @@ func (s *store) streamEncoded(req *storepb.SeriesRequest, srv grpc.ServerStreami
 				b.ends = append(b.ends, len(b.data))
 				if len(b.data) >= batchBytes || !stream.Buffered() {
 					break
+				}
+				select {
+				case <-done:
+					return
+				default:
 				}
 			}
 			select {

@@ -66,6 +66,7 @@ type SeriesFrameEncoder struct {
 	// again and again (a third of the sidecar's CPU when they did).
 	SizeHint int
 	buf      []byte
+	full     *[]byte // the pooled buffer buf was taken from
 	series   int
 	scratch  []labels.Label
 }
@@ -87,7 +88,8 @@ func (e *SeriesFrameEncoder) Add(lset labels.Labels, chunks []RawChunk) {
 // reuses.
 func (e *SeriesFrameEncoder) AddLabels(ls []labels.Label, chunks []RawChunk) {
 	if len(e.buf) == 0 {
-		e.buf = (*framePool.Get(max(e.SizeHint, 0)))[:framePrefix]
+		e.full = framePool.Get(max(e.SizeHint, 0) + framePrefix)
+		e.buf = (*e.full)[:framePrefix]
 	}
 	size := 0
 	for _, l := range ls {
@@ -142,18 +144,20 @@ func (e *SeriesFrameEncoder) Frame() *Encoded {
 	start := framePrefix - len(pre)
 	copy(e.buf[start:], pre)
 	out := e.buf[start:]
-	e.buf, e.series = nil, 0
-	return &Encoded{buf: &out, pool: &framePool}
+	// The frame starts a few bytes into its buffer; the whole buffer,
+	// grown by appends or not, is what goes back to the pool.
+	full := e.full
+	*full = e.buf[:0]
+	e.buf, e.full, e.series = nil, nil, 0
+	return &Encoded{buf: &out, pool: frameReturn{full}}
 }
 
-// frames recycles frame buffers: gRPC puts them back once written.
+// frameBuffers recycles frame buffers: gRPC puts them back once written.
 type frameBuffers struct{ p sync.Pool }
 
 var framePool frameBuffers
 
-// Get returns a buffer of at least n bytes' capacity. A recycled frame has
-// lost up to framePrefix bytes at its front (the unused part of the prefix
-// room), so an encoder asks for its SizeHint and allocates a little more.
+// Get returns a buffer of at least n bytes' capacity.
 func (f *frameBuffers) Get(n int) *[]byte {
 	if b, ok := f.p.Get().(*[]byte); ok {
 		if cap(*b) >= n {
@@ -161,12 +165,21 @@ func (f *frameBuffers) Get(n int) *[]byte {
 			return b
 		}
 	}
-	b := make([]byte, 0, n+framePrefix)
+	b := make([]byte, 0, n)
 	return &b
 }
 
-// Put keeps a written frame's buffer for a later one.
-func (f *frameBuffers) Put(b *[]byte) { f.p.Put(b) }
+// frameReturn is the pool gRPC frees one frame to: it puts back the whole
+// buffer the frame was cut from, not the frame (which starts a few bytes
+// in and would shrink the buffer with every use).
+type frameReturn struct{ full *[]byte }
+
+func (r frameReturn) Get(n int) *[]byte {
+	b := make([]byte, n)
+	return &b
+}
+
+func (r frameReturn) Put(*[]byte) { framePool.p.Put(r.full) }
 
 func labelSize(l labels.Label) int {
 	return 1 + protowire.SizeBytes(len(l.Name)) + 1 + protowire.SizeBytes(len(l.Value))

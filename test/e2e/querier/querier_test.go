@@ -8,6 +8,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math"
 	"net/http"
 	"net/url"
@@ -283,6 +284,19 @@ func TestHAPairThroughQuerier(t *testing.T) {
 		one, err := qAPI.Metadata(e2e.QueryContext(t), "app_requests", "")
 		if err != nil || len(one) != 1 || len(one["app_requests"]) != 1 || one["app_requests"][0].Type != "counter" {
 			t.Fatalf("metadata of app_requests: %v %v", one, err)
+		}
+		// Limits as Prometheus: limit=0 nothing, limit=1 one metric,
+		// limit_per_metric=0 no limit.
+		for limit, want := range map[string]int{"0": 0, "1": 1} {
+			if md, err := qAPI.Metadata(e2e.QueryContext(t), "", limit); err != nil || len(md) != want {
+				t.Fatalf("metadata with limit=%s: %d metrics (%v), want %d", limit, len(md), err, want)
+			}
+		}
+		if code, body := httpGet(t, base+"/api/v1/metadata?metric=app_requests&limit_per_metric=0"); code != 200 || !strings.Contains(body, `"app_requests":[{"type":"counter"`) {
+			t.Fatalf("metadata with limit_per_metric=0: %d %s", code, body)
+		}
+		if code, _ := httpGet(t, base+"/api/v1/query_exemplars?query=vector(1)"); code != http.StatusNoContent {
+			t.Fatalf("exemplars of a query without selectors: HTTP %d, Prometheus answers 204", code)
 		}
 
 		// Exemplars: the app's one exemplar, once per series with dedup,
@@ -576,4 +590,23 @@ func metadataString(md map[string][]promv1.Metadata) string {
 		fmt.Fprintf(&b, "%s: %s\n", n, strings.Join(es, "; "))
 	}
 	return b.String()
+}
+
+// httpGet returns the status and body of a GET.
+func httpGet(t *testing.T, url string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(e2e.QueryContext(t), http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, string(b)
 }

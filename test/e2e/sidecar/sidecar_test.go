@@ -166,10 +166,13 @@ func TestSidecarShipsAndServes(t *testing.T) {
 		}
 	}
 
-	// limit stops the stream after that many series, batched or not.
-	for _, batch := range []int64{0, 64} {
+	// limit stops the stream after that many series, batched or not,
+	// while Prometheus is still sending: the sidecar stops reading and
+	// serves the next request (it crashed when its reader outlived the
+	// request).
+	for i, batch := range []int64{0, 64, 64, 64, 64, 64, 0} {
 		stream, err := store.Series(context.Background(), &storepb.SeriesRequest{MinTime: mint, MaxTime: maxt, ResponseBatchSize: batch, Limit: 2,
-			Matchers: []*storepb.LabelMatcher{{Type: storepb.LabelMatcher_EQ, Name: "__name__", Value: "node_load1"}}})
+			Matchers: []*storepb.LabelMatcher{{Type: storepb.LabelMatcher_RE, Name: "__name__", Value: ".+"}}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -188,7 +191,7 @@ func TestSidecarShipsAndServes(t *testing.T) {
 			}
 		}
 		if n != 2 {
-			t.Fatalf("limit 2, batch %d: %d series", batch, n)
+			t.Fatalf("limit 2, batch %d (request %d): %d series", batch, i, n)
 		}
 	}
 }
