@@ -461,16 +461,6 @@ func (s *Store) Series(req *storepb.SeriesRequest, srv grpc.ServerStreamingServe
 	// Small requests read through the page cache, where a dashboard that
 	// repeats them finds their pages; a request whose chunks would take
 	// more than a quarter of the cache reads them in planned windows.
-	readChunk := func(b *bucketBlock, ref chunks.ChunkRef) (chunkenc.Encoding, []byte, error) { return b.chunk(ref) }
-	var nchk int64
-	for _, m := range all {
-		nchk += int64(len(m.chks))
-	}
-	if nchk*assumedChunkBytes > s.cfg.ChunkCacheBytes/4 {
-		readChunk = newChunkWindows(all).chunk
-	}
-	var sent, chunksSent int64
-	sender := storeapi.NewSeriesSender(srv, req.ResponseBatchSize)
 	// Batches of raw data go out as frames built by hand when the server's
 	// codec sends them as they are (Config.EncodedFrames); requests that
 	// may read downsampled blocks keep the messages, which carry
@@ -483,6 +473,24 @@ func (s *Store) Series(req *storepb.SeriesRequest, srv grpc.ServerStreamingServe
 	if s.cfg.EncodedFrames && req.ResponseBatchSize > 1 && req.MaxResolutionWindow < block.Resolution5m {
 		enc = &storeapi.SeriesFrameEncoder{SizeHint: encodedFrameBytes + 64<<10}
 	}
+	readChunk := func(b *bucketBlock, ref chunks.ChunkRef) (chunkenc.Encoding, []byte, error) { return b.chunk(ref) }
+	var (
+		nchk    int64
+		windows *chunkWindows
+	)
+	for _, m := range all {
+		nchk += int64(len(m.chks))
+	}
+	if nchk*assumedChunkBytes > s.cfg.ChunkCacheBytes/4 {
+		windows = newChunkWindows(all)
+		// The frame encoder copies a series' chunks before the next
+		// series is read: windows can be reused.
+		windows.recycle = enc != nil
+		defer windows.close()
+		readChunk = windows.chunk
+	}
+	var sent, chunksSent int64
+	sender := storeapi.NewSeriesSender(srv, req.ResponseBatchSize)
 	for i := 0; i < len(all); {
 		j := i + 1
 		for j < len(all) && labels.Equal(all[i].lset, all[j].lset) && labels.Equal(all[i].ext, all[j].ext) {
@@ -508,6 +516,9 @@ func (s *Store) Series(req *storepb.SeriesRequest, srv grpc.ServerStreamingServe
 			}
 			sort.SliceStable(rawBuf, func(a, b int) bool { return rawBuf[a].MinTime < rawBuf[b].MinTime })
 			enc.Add(all[i].lset, rawBuf)
+			if windows != nil {
+				windows.release()
+			}
 			if n, size := enc.Len(); n >= batch || size >= encodedFrameBytes {
 				if err := srv.SendMsg(enc.Frame()); err != nil {
 					return err

@@ -223,7 +223,10 @@ func TestSeriesEqualsBlocks(t *testing.T) {
 	// through planned windows rather than the page cache.
 	windowed, _, _ := serve(t, bkt, Config{IndexCacheBytes: 1 << 20, ChunkCacheBytes: 0})
 	// And one that builds its batch frames by hand, read as the querier
-	// reads them.
+	// reads them, through windows of 16 KiB: many per segment, so that
+	// window buffers are reused within a request and between requests.
+	windowBytes = 16 << 10
+	t.Cleanup(func() { windowBytes = maxWindow })
 	encStore := New(ctx, Config{EncodedFrames: true}, bkt, logger, prometheus.NewRegistry())
 	if err := encStore.Sync(ctx); err != nil {
 		t.Fatal(err)
