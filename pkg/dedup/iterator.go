@@ -192,31 +192,41 @@ func (d *Iterator) Next() chunkenc.ValueType {
 	// Fast path: the current replica has the next scrape. The other
 	// replicas are not touched, so only one replica is decoded while it
 	// has no gaps; they catch up with chunk-skipping seeks at a gap.
-	if c := d.cur; c >= 0 && !d.noFastPath && d.reps[c].vt == chunkenc.ValFloat && d.reps[c].t == d.lastT {
-		// The common case, floats, with next, load and emit inlined:
-		// this loop runs once per sample of every deduplicated series.
+	if c := d.cur; c >= 0 && !d.noFastPath && d.reps[c].vt != chunkenc.ValNone && d.reps[c].t == d.lastT {
+		// The common case with next, load and emit inlined: this runs
+		// once per sample of every deduplicated series.
 		r := &d.reps[c]
-		if !r.stale {
+		switch {
+		case r.stale:
+		case r.vt == chunkenc.ValFloat:
 			r.prevF, r.hasPrev = r.f, true
+		default:
+			r.hasPrev = false
 		}
-		r.vt = r.it.Next()
-		if r.vt != chunkenc.ValFloat {
-			r.load()
-		} else {
+		switch r.vt = r.it.Next(); r.vt {
+		case chunkenc.ValNone:
+			r.stale = false
+		case chunkenc.ValFloat:
 			r.t, r.f = r.it.At()
 			r.stale = value.IsStaleNaN(r.f)
-			if r.t > d.lastT && r.t <= d.lastT+penalty {
-				d.switched = false
-				if d.counter && !r.stale && r.hasPrev && r.f < r.prevF {
+		default:
+			r.t, r.stale = r.it.AtT(), false
+		}
+		if r.vt != chunkenc.ValNone && r.t > d.lastT && r.t <= d.lastT+penalty {
+			d.switched = false
+			switch {
+			case r.vt != chunkenc.ValFloat:
+				d.hasOut = false
+			case r.stale:
+			default:
+				if d.counter && r.hasPrev && r.f < r.prevF {
 					// A reset in the replica itself (see adjustCounter).
 					d.offset = 0
 				}
-				d.step, d.lastT = r.t-d.lastT, r.t
-				if !r.stale {
-					d.lastOut, d.hasOut = r.f+d.offset, true
-				}
-				return chunkenc.ValFloat
+				d.lastOut, d.hasOut = r.f+d.offset, true
 			}
+			d.step, d.lastT = r.t-d.lastT, r.t
+			return r.vt
 		}
 	}
 	if c := d.cur; c >= 0 {

@@ -263,13 +263,29 @@ func TestStaleMarkers(t *testing.T) {
 	}
 }
 
+// hs is a histogram sample.
+type hs struct {
+	t int64
+	h *histogram.Histogram
+}
+
+func (s hs) T() int64                      { return s.t }
+func (s hs) ST() int64                     { return 0 }
+func (s hs) F() float64                    { return 0 }
+func (s hs) H() *histogram.Histogram       { return s.h }
+func (s hs) FH() *histogram.FloatHistogram { return nil }
+func (s hs) Type() chunkenc.ValueType      { return chunkenc.ValHistogram }
+func (s hs) Copy() chunks.Sample           { return hs{s.t, s.h.Copy()} }
+
 // TestFastPathMatchesGeneral: random replicas with gaps, jitter, counter
-// resets and staleness markers come out bit for bit the same through the
-// inlined float path as through the general one.
+// resets, staleness markers and native histograms (also mixed with floats
+// in one series) come out bit for bit the same through the inlined path as
+// through the general one, counter reset hints included.
 func TestFastPathMatchesGeneral(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	for round := 0; round < 300; round++ {
-		reps := make([][]fs, 2+rng.IntN(2))
+		reps := make([][]chunks.Sample, 2+rng.IntN(2))
+		hists := round%3 == 1
 		for i := range reps {
 			v := 0.0
 			for ts := int64(0); ts < 3_600_000; ts += 15000 {
@@ -285,25 +301,56 @@ func TestFastPathMatchesGeneral(t *testing.T) {
 					continue
 				}
 				v += rng.Float64() * 10
+				if hists && rng.IntN(5) > 0 {
+					hint := histogram.NotCounterReset
+					if v < 10 {
+						hint = histogram.CounterReset
+					}
+					reps[i] = append(reps[i], hs{at, &histogram.Histogram{Count: uint64(v), Sum: v, CounterResetHint: hint,
+						PositiveSpans: []histogram.Span{{Offset: 0, Length: 1}}, PositiveBuckets: []int64{int64(v)}}})
+					continue
+				}
 				reps[i] = append(reps[i], fs{at, v})
 			}
 		}
 		for _, counter := range []bool{false, true} {
-			fast := merged(counter, reps...).Iterator(nil)
-			slow := merged(counter, reps...).Iterator(nil).(*Iterator)
+			// Each iterator gets its own copies: dedup may change a
+			// histogram's hint in place.
+			ss := func() []storage.Series {
+				out := make([]storage.Series, len(reps))
+				for i, r := range reps {
+					cp := make([]chunks.Sample, len(r))
+					for j, x := range r {
+						cp[j] = x.Copy()
+					}
+					out[i] = storage.NewListSeries(labels.FromStrings("__name__", "m"), cp)
+				}
+				return out
+			}
+			fast := MergeFunc(counter)(ss()...).Iterator(nil)
+			slow := MergeFunc(counter)(ss()...).Iterator(nil).(*Iterator)
 			slow.noFastPath = true
 			for n := 0; ; n++ {
 				fv, sv := fast.Next(), slow.Next()
 				if fv != sv {
 					t.Fatalf("round %d counter %v sample %d: type %v on the fast path, %v on the general one", round, counter, n, fv, sv)
 				}
+				switch fv {
+				case chunkenc.ValFloat:
+					ft, ff := fast.At()
+					st, sf := slow.At()
+					if ft != st || math.Float64bits(ff) != math.Float64bits(sf) {
+						t.Fatalf("round %d counter %v sample %d: %d %v on the fast path, %d %v on the general one", round, counter, n, ft, ff, st, sf)
+					}
+				case chunkenc.ValHistogram:
+					ft, fh := fast.AtHistogram(nil)
+					st, sh := slow.AtHistogram(nil)
+					if ft != st || fh.String() != sh.String() || fh.CounterResetHint != sh.CounterResetHint {
+						t.Fatalf("round %d sample %d: %d %v (hint %v) on the fast path, %d %v (hint %v) on the general one", round, n, ft, fh, fh.CounterResetHint, st, sh, sh.CounterResetHint)
+					}
+				}
 				if fv == chunkenc.ValNone {
 					break
-				}
-				ft, ff := fast.At()
-				st, sf := slow.At()
-				if ft != st || math.Float64bits(ff) != math.Float64bits(sf) {
-					t.Fatalf("round %d counter %v sample %d: %d %v on the fast path, %d %v on the general one", round, counter, n, ft, ff, st, sf)
 				}
 			}
 		}
