@@ -277,6 +277,20 @@ func (s hs) FH() *histogram.FloatHistogram { return nil }
 func (s hs) Type() chunkenc.ValueType      { return chunkenc.ValHistogram }
 func (s hs) Copy() chunks.Sample           { return hs{s.t, s.h.Copy()} }
 
+// fhs is a float histogram sample.
+type fhs struct {
+	t  int64
+	fh *histogram.FloatHistogram
+}
+
+func (s fhs) T() int64                      { return s.t }
+func (s fhs) ST() int64                     { return 0 }
+func (s fhs) F() float64                    { return 0 }
+func (s fhs) H() *histogram.Histogram       { return nil }
+func (s fhs) FH() *histogram.FloatHistogram { return s.fh }
+func (s fhs) Type() chunkenc.ValueType      { return chunkenc.ValFloatHistogram }
+func (s fhs) Copy() chunks.Sample           { return fhs{s.t, s.fh.Copy()} }
+
 // TestFastPathMatchesGeneral: random replicas with gaps, jitter, counter
 // resets, staleness markers and native histograms (also mixed with floats
 // in one series) come out bit for bit the same through the inlined path as
@@ -302,12 +316,14 @@ func TestFastPathMatchesGeneral(t *testing.T) {
 				}
 				v += rng.Float64() * 10
 				if hists && rng.IntN(5) > 0 {
-					hint := histogram.NotCounterReset
-					if v < 10 {
-						hint = histogram.CounterReset
+					hint := histogram.CounterResetHint(rng.IntN(4))
+					if rng.IntN(2) == 0 {
+						reps[i] = append(reps[i], hs{at, &histogram.Histogram{Count: uint64(v), Sum: v, CounterResetHint: hint,
+							PositiveSpans: []histogram.Span{{Offset: 0, Length: 1}}, PositiveBuckets: []int64{int64(v)}}})
+					} else {
+						reps[i] = append(reps[i], fhs{at, &histogram.FloatHistogram{Count: v, Sum: v, CounterResetHint: hint,
+							PositiveSpans: []histogram.Span{{Offset: 0, Length: 1}}, PositiveBuckets: []float64{v}}})
 					}
-					reps[i] = append(reps[i], hs{at, &histogram.Histogram{Count: uint64(v), Sum: v, CounterResetHint: hint,
-						PositiveSpans: []histogram.Span{{Offset: 0, Length: 1}}, PositiveBuckets: []int64{int64(v)}}})
 					continue
 				}
 				reps[i] = append(reps[i], fs{at, v})
@@ -345,6 +361,12 @@ func TestFastPathMatchesGeneral(t *testing.T) {
 				case chunkenc.ValHistogram:
 					ft, fh := fast.AtHistogram(nil)
 					st, sh := slow.AtHistogram(nil)
+					if ft != st || fh.String() != sh.String() || fh.CounterResetHint != sh.CounterResetHint {
+						t.Fatalf("round %d sample %d: %d %v (hint %v) on the fast path, %d %v (hint %v) on the general one", round, n, ft, fh, fh.CounterResetHint, st, sh, sh.CounterResetHint)
+					}
+				case chunkenc.ValFloatHistogram:
+					ft, fh := fast.AtFloatHistogram(nil)
+					st, sh := slow.AtFloatHistogram(nil)
 					if ft != st || fh.String() != sh.String() || fh.CounterResetHint != sh.CounterResetHint {
 						t.Fatalf("round %d sample %d: %d %v (hint %v) on the fast path, %d %v (hint %v) on the general one", round, n, ft, fh, fh.CounterResetHint, st, sh, sh.CounterResetHint)
 					}
