@@ -60,15 +60,7 @@ func (s *storeServer) MetricMetadata(req *metadatapb.MetricMetadataRequest, srv 
 			return err
 		}
 	}
-	out := &metadatapb.MetricMetadata{Metadata: make(map[string]*metadatapb.MetricMetadataEntry, len(md))}
-	for name, ms := range md {
-		e := &metadatapb.MetricMetadataEntry{}
-		for _, m := range ms {
-			e.Metas = append(e.Metas, &metadatapb.Meta{Type: m.Type, Help: m.Help, Unit: m.Unit})
-		}
-		out.Metadata[name] = e
-	}
-	return srv.Send(&metadatapb.MetricMetadataResponse{Result: &metadatapb.MetricMetadataResponse_Metadata{Metadata: out}})
+	return srv.Send(&metadatapb.MetricMetadataResponse{Result: &metadatapb.MetricMetadataResponse_Metadata{Metadata: query.MetadataToProto(md)}})
 }
 
 // Exemplars passes the endpoints' exemplars on, every replica's: the

@@ -13,6 +13,7 @@ import (
 
 	"github.com/strata-metrics/strata/api/proto/metadatapb"
 	"github.com/strata-metrics/strata/api/proto/storepb"
+	"github.com/strata-metrics/strata/pkg/promclient"
 )
 
 // Endpoint is an endpoint offering the metadata or exemplars API.
@@ -23,10 +24,19 @@ type Endpoint interface {
 
 // MetricMeta is one metric's type, help and unit, as Prometheus' API
 // gives them.
-type MetricMeta struct {
-	Type string `json:"type"`
-	Help string `json:"help"`
-	Unit string `json:"unit"`
+type MetricMeta = promclient.Metadata
+
+// MetadataToProto is metadata by metric name as the Metadata API sends it.
+func MetadataToProto(md map[string][]MetricMeta) *metadatapb.MetricMetadata {
+	out := &metadatapb.MetricMetadata{Metadata: make(map[string]*metadatapb.MetricMetadataEntry, len(md))}
+	for name, ms := range md {
+		e := &metadatapb.MetricMetadataEntry{}
+		for _, m := range ms {
+			e.Metas = append(e.Metas, &metadatapb.Meta{Type: m.Type, Help: m.Help, Unit: m.Unit})
+		}
+		out.Metadata[name] = e
+	}
+	return out
 }
 
 // fanOut calls fn on every endpoint at once. A failing endpoint is an

@@ -14,6 +14,7 @@ import (
 	"github.com/strata-metrics/strata/api/proto/exemplarspb"
 	"github.com/strata-metrics/strata/api/proto/labelpb"
 	"github.com/strata-metrics/strata/api/proto/metadatapb"
+	"github.com/strata-metrics/strata/pkg/query"
 	"github.com/strata-metrics/strata/pkg/storeapi"
 )
 
@@ -25,15 +26,7 @@ func (s *store) MetricMetadata(req *metadatapb.MetricMetadataRequest, srv grpc.S
 	if err != nil {
 		return status.Errorf(codes.Unavailable, "read Prometheus' metadata: %v", err)
 	}
-	out := &metadatapb.MetricMetadata{Metadata: make(map[string]*metadatapb.MetricMetadataEntry, len(md))}
-	for name, metas := range md {
-		e := &metadatapb.MetricMetadataEntry{}
-		for _, m := range metas {
-			e.Metas = append(e.Metas, &metadatapb.Meta{Type: m.Type, Help: m.Help, Unit: m.Unit})
-		}
-		out.Metadata[name] = e
-	}
-	return srv.Send(&metadatapb.MetricMetadataResponse{Result: &metadatapb.MetricMetadataResponse_Metadata{Metadata: out}})
+	return srv.Send(&metadatapb.MetricMetadataResponse{Result: &metadatapb.MetricMetadataResponse_Metadata{Metadata: query.MetadataToProto(md)}})
 }
 
 // Exemplars answers with Prometheus' exemplars of the series the query
