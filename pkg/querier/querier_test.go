@@ -75,7 +75,8 @@ func serveStore(t *testing.T, dir string, ext labels.Labels) (addr string, stop 
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := grpc.NewServer()
+	// Stop waits for running handlers, so the DB is not closed under one.
+	srv := grpc.NewServer(grpc.WaitForHandlers(true))
 	tsdbstore.New(openDB(t, dir), ext, math.MinInt64, math.MaxInt64).Register(srv)
 	go func() { _ = srv.Serve(l) }()
 	t.Cleanup(srv.Stop)
@@ -92,6 +93,14 @@ func startQuerier(t *testing.T, endpoints ...string) (promv1.API, string) {
 // startQuerierGRPC also returns the querier's gRPC address.
 func startQuerierGRPC(t *testing.T, endpoints ...string) (promv1.API, string, string) {
 	t.Helper()
+	api, url, grpcAddr, _ := runQuerier(t, endpoints...)
+	return api, url, grpcAddr
+}
+
+// runQuerier also returns the Querier itself, for tests that use its engine
+// and queryable directly.
+func runQuerier(t *testing.T, endpoints ...string) (promv1.API, string, string, *Querier) {
+	t.Helper()
 	app, flags := component.NewApp("querier", "", true)
 	if _, err := app.Parse([]string{"--http-address=127.0.0.1:0", "--grpc-address=127.0.0.1:0", "--log.level=error"}); err != nil {
 		t.Fatal(err)
@@ -100,7 +109,7 @@ func startQuerierGRPC(t *testing.T, endpoints ...string) (promv1.API, string, st
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = New(Config{
+	qr, err := New(Config{
 		Endpoints: endpoints, EndpointRefresh: time.Second, ReplicaLabels: []string{"replica"},
 		Timeout: time.Minute, MaxConcurrent: 4, LookbackDelta: 5 * time.Minute, MaxSamples: 50_000_000,
 		PartialResponse: true, DefaultStep: time.Minute,
@@ -129,7 +138,7 @@ func startQuerierGRPC(t *testing.T, endpoints ...string) (promv1.API, string, st
 	if err != nil {
 		t.Fatal(err)
 	}
-	return promv1.NewAPI(c), url, rt.GRPCAddr().String()
+	return promv1.NewAPI(c), url, rt.GRPCAddr().String(), qr
 }
 
 // localEngine evaluates PromQL over one replica's data, as a single
@@ -276,4 +285,51 @@ func histToModel(fh *histogram.FloatHistogram) *model.SampleHistogram {
 			Lower: model.FloatString(b.Lower), Upper: model.FloatString(b.Upper), Count: model.FloatString(b.Count)})
 	}
 	return out
+}
+
+// TestResultsOutliveFrameReuse: the buffers received frames are copied into
+// are reused by the next query once a query's storage querier is closed.
+// Nothing in a result may point into them: a result held while later
+// queries overwrite those buffers must not change.
+func TestResultsOutliveFrameReuse(t *testing.T) {
+	end := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+	dirA, dirB := haPair(t, end, -1)
+	a, _ := serveStore(t, dirA, labels.FromStrings("replica", "a"))
+	b, _ := serveStore(t, dirB, labels.FromStrings("replica", "b"))
+	_, url, _, qr := runQuerier(t, a, b)
+	waitStores(t, url, 2)
+	run := func(q string, shift time.Duration) *promql.Result {
+		t.Helper()
+		qry, err := qr.Engine.NewRangeQuery(ctx(t), qr.Queryable, nil, q, end.Add(-5*time.Hour-shift), end.Add(-time.Minute-shift), 5*time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Closing the query would return its points to PromQL's pools;
+		// the storage querier under it is closed when Exec returns.
+		t.Cleanup(qry.Close)
+		res := qry.Exec(ctx(t))
+		if res.Err != nil {
+			t.Fatalf("%s: %v", q, res.Err)
+		}
+		return res
+	}
+	// Every series, floats and native histograms, labels and values.
+	first := run(`{__name__=~".+"}`, 0)
+	want := first.String()
+	if m, ok := first.Value.(promql.Matrix); !ok || len(m) < 100 || m.TotalSamples() == 0 || !strings.Contains(want, "http_request_duration_native_seconds") {
+		t.Fatalf("the first query selected too little to prove anything: %T, %d bytes", first.Value, len(want))
+	}
+	// As much data again, but other chunks, so other bytes land where
+	// the first query's frames were; then smaller queries.
+	run(`{__name__=~".+"}`, time.Hour)
+	for _, q := range []string{`rate(http_requests_total[5m])`, `{__name__=~"node_.+"}`, `http_request_duration_native_seconds`} {
+		run(q, 0)
+	}
+	if got := first.String(); got != want {
+		t.Fatal("a result changed when later queries reused the frame buffers of its query")
+	}
+	local := localEngine()
+	if want := localQuery(t, local, openDB(t, dirA), `{__name__=~".+"}`, end.Add(-5*time.Hour), end.Add(-time.Minute), 5*time.Minute); normalise(toModel(t, first.Value), "cluster") != want {
+		t.Fatal("the held result differs from Prometheus' over one replica")
+	}
 }

@@ -32,6 +32,8 @@ type seriesFrame struct {
 	sb      labels.ScratchBuilder
 	// buf is the frame's wire form, which raw chunks point into.
 	buf []byte
+	// bufs gives buf its memory; nil allocates.
+	bufs *frameBuffers
 }
 
 // frameSeries is one series of a frame: raw chunks compactly, or, when it
@@ -62,7 +64,9 @@ func (seriesCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	// into: PromQL holds every series until the query ends, so the frame
 	// lives that long anyway, and copying each series' chunks out of it
 	// was a quarter of the querier's CPU on wide queries.
-	return f.decode(data.Materialize())
+	b := f.bufs.alloc(data.Len())
+	data.CopyTo(b)
+	return f.decode(b)
 }
 
 var errTruncated = errors.New("truncated SeriesResponse")

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math"
+	"runtime/debug"
 	"slices"
 	"sort"
 	"strings"
@@ -45,16 +47,38 @@ type Queryable struct {
 	// StoreTimeout bounds each store's part of a request; 0 is none.
 	StoreTimeout time.Duration
 	Logger       *slog.Logger
+
+	slabsOnce sync.Once
+	slabs     *slabPool
 }
+
+// framePoolBytes bounds the frame slabs kept between queries; with a Go
+// memory limit (--auto-gomemlimit in a container), a quarter of it.
+const framePoolBytes = 1 << 30
+
+// framePoolIdle is how long a free slab may stay unused before it is
+// dropped.
+const framePoolIdle = time.Minute
 
 // Querier returns a querier over [mint, maxt].
 func (q *Queryable) Querier(mint, maxt int64) (storage.Querier, error) {
-	return &querier{q: q, mint: mint, maxt: maxt}, nil
+	q.slabsOnce.Do(func() {
+		limit := int64(framePoolBytes)
+		if ml := debug.SetMemoryLimit(-1); ml < math.MaxInt64 {
+			limit = min(limit, ml/4)
+		}
+		q.slabs = newSlabPool(limit, framePoolIdle)
+	})
+	return &querier{q: q, mint: mint, maxt: maxt, bufs: &frameBuffers{pool: q.slabs}}, nil
 }
 
 type querier struct {
 	q          *Queryable
 	mint, maxt int64
+	bufs       *frameBuffers
+
+	mu      sync.Mutex
+	cancels []context.CancelFunc
 }
 
 // counterFuncs are the PromQL functions whose input is a counter; a fake
@@ -165,7 +189,12 @@ func (q *querier) openStream(ctx context.Context, st Store, req *storepb.SeriesR
 		cancel()
 		return nil, fmt.Errorf("store %s: series: %w", st.Name(), err)
 	}
-	return &seriesStream{store: st.Name(), aggrs: req.Aggregates, rank: replicaRank(st, opts.ReplicaLabels), stream: stream, cancel: cancel, partial: opts.PartialResponse}, nil
+	q.mu.Lock()
+	q.cancels = append(q.cancels, cancel)
+	q.mu.Unlock()
+	s := &seriesStream{store: st.Name(), aggrs: req.Aggregates, rank: replicaRank(st, opts.ReplicaLabels), stream: stream, cancel: cancel, partial: opts.PartialResponse}
+	s.frame.bufs = q.bufs
+	return s, nil
 }
 
 // replicaRank is the replica label values of a store with one label set:
@@ -317,4 +346,16 @@ func (q *querier) fanOut(ctx context.Context, ms []*labels.Matcher, opts Options
 	return out, warns, nil
 }
 
-func (q *querier) Close() error { return nil }
+// Close ends the streams still open and gives the frame buffers back for
+// reuse: PromQL and the API close a querier only when they are done with
+// every series it returned.
+func (q *querier) Close() error {
+	q.mu.Lock()
+	for _, c := range q.cancels {
+		c()
+	}
+	q.cancels = nil
+	q.mu.Unlock()
+	q.bufs.release()
+	return nil
+}
