@@ -51,7 +51,7 @@ proto:
 # 10-minute budget (tools and build are done before the clock starts).
 bench: tools build
 	@start=$$(date +%s); \
-	STRATA_TOOLS_BIN=$(TOOLS_BIN) STRATA_BIN_DIR=$(BIN_DIR) $(GO) test -run '^$$' -bench . -benchmem -timeout 60m ./...; rc=$$?; \
+	STRATA_TOOLS_BIN=$(TOOLS_BIN) STRATA_BIN_DIR=$(BIN_DIR) STRATA_THANOS_VERSION=$(THANOS_VERSION) $(GO) test -run '^$$' -bench . -benchmem -timeout 60m ./...; rc=$$?; \
 	took=$$(( $$(date +%s) - start )); \
 	if [ $$took -lt 600 ]; then verdict="within"; else verdict="OVER"; fi; \
 	echo "make bench: all benchmarks ran in $$((took / 60))m$$((took % 60))s, $$verdict the 10-minute budget"; \

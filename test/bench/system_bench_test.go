@@ -223,17 +223,54 @@ func BenchmarkSystem(b *testing.B) {
 		}
 		return nil
 	})
-	var httpTook time.Duration
-	for _, qs := range queries {
-		t0 := time.Now()
-		if _, _, _, err := api.QueryRange(ctx, qs, promv1.Range{Start: end.Add(-24 * time.Hour), End: end, Step: time.Minute}); err != nil {
-			b.Fatalf("%s over HTTP: %v", qs, err)
+	// overHTTP runs the query set once (cold) and returns each query's
+	// latency.
+	overHTTP := func(api promv1.API, who string) []time.Duration {
+		var took []time.Duration
+		for _, qs := range queries {
+			t0 := time.Now()
+			if _, _, _, err := api.QueryRange(ctx, qs, promv1.Range{Start: end.Add(-24 * time.Hour), End: end, Step: time.Minute}); err != nil {
+				b.Fatalf("%s over HTTP through %s: %v", qs, who, err)
+			}
+			took = append(took, time.Since(t0))
 		}
-		httpTook += time.Since(t0)
+		return took
 	}
+	ours := overHTTP(api, "strata")
 	storeRSS, querierRSS := storeProc.PeakRSS(), querierProc.PeakRSS()
 	storeProc.Stop()
 	querierProc.Stop()
+
+	// Thanos' store gateway and querier (the pinned release, default
+	// flags) over the same bucket and queries, for comparison.
+	thanos := e2e.ToolBinary(b, "thanos")
+	thanosStoreGRPC, thanosQueryHTTP := e2e.FreeAddr(b), e2e.FreeAddr(b)
+	thanosStore := e2e.StartProcess(b, "thanos-store", b.TempDir(), nil, thanos, "store", "--objstore.config-file="+conf,
+		"--data-dir="+b.TempDir(), "--grpc-address="+thanosStoreGRPC, "--http-address="+e2e.FreeAddr(b), "--log.level=warn")
+	thanosQuery := e2e.StartProcess(b, "thanos-query", b.TempDir(), nil, thanos, "query", "--endpoint="+thanosStoreGRPC,
+		"--query.replica-label=replica", "--grpc-address="+e2e.FreeAddr(b), "--http-address="+thanosQueryHTTP, "--log.level=warn")
+	thanosAPI := e2e.NewAPI(b, "http://"+thanosQueryHTTP)
+	e2e.Eventually(b, 2*time.Minute, 200*time.Millisecond, func() error {
+		v, _, _, err := thanosAPI.Query(ctx, "count(node_load1)", end.Add(-time.Hour))
+		if err != nil {
+			return err
+		}
+		if vec, ok := v.(model.Vector); !ok || len(vec) != 1 {
+			return fmt.Errorf("thanos query does not see its store yet: %v", v)
+		}
+		return nil
+	})
+	theirs := overHTTP(thanosAPI, "thanos")
+	thanosStoreRSS, thanosQueryRSS := thanosStore.PeakRSS(), thanosQuery.PeakRSS()
+	thanosStore.Stop()
+	thanosQuery.Stop()
+	var httpTook, thanosTook time.Duration
+	vsThanos := []string{fmt.Sprintf("%-90s %10s %10s %7s", "query, as processes over HTTP, cold", "strata", "thanos", "ratio")}
+	for i, qs := range queries {
+		httpTook += ours[i]
+		thanosTook += theirs[i]
+		vsThanos = append(vsThanos, fmt.Sprintf("%-90s %10s %10s %6.2fx", qs, ours[i].Round(time.Millisecond), theirs[i].Round(time.Millisecond), float64(ours[i])/float64(theirs[i])))
+	}
 
 	// Compaction throughput over the same bucket.
 	samples := blockgen.Samples(blocks)
@@ -297,6 +334,9 @@ func BenchmarkSystem(b *testing.B) {
 	fmt.Printf("Prometheus' engine over the local TSDB (one replica, chunks mmapped): largest heap growth during one query %d MiB\n", localPeak>>20)
 	fmt.Printf("as processes, the query set over HTTP in %s (cold): store peak RSS %d MiB, querier peak RSS %d MiB\n",
 		httpTook.Round(time.Millisecond), storeRSS>>20, querierRSS>>20)
+	fmt.Println(strings.Join(vsThanos, "\n"))
+	fmt.Printf("Thanos (%s) over the same bucket: the query set in %s (cold), store peak RSS %d MiB, querier peak RSS %d MiB\n",
+		thanosVersion(), thanosTook.Round(time.Millisecond), thanosStoreRSS>>20, thanosQueryRSS>>20)
 	fmt.Printf("compaction of the 24 2h blocks with offline dedup of the HA pair: %s, %.1fM samples/s\n", compactTook.Round(time.Millisecond), float64(samples)/compactTook.Seconds()/1e6)
 	fmt.Printf("downsampling the largest compacted block (%s, %d series, %d samples) to 5m: %s, %.1fM samples/s\n",
 		time.Duration(biggest.MaxTime-biggest.MinTime)*time.Millisecond, biggest.Stats.NumSeries, biggest.Stats.NumSamples,
@@ -381,4 +421,13 @@ func label(m *dto.Metric, name string) string {
 		}
 	}
 	return ""
+}
+
+// thanosVersion is the Thanos release make bench passes on; the binary,
+// built from the module cache, carries no version of its own.
+func thanosVersion() string {
+	if v := os.Getenv("STRATA_THANOS_VERSION"); v != "" {
+		return v
+	}
+	return "the release pinned in the Makefile"
 }
