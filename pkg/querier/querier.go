@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/prometheus/model/exemplar"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql"
@@ -138,6 +139,12 @@ func New(cfg Config, rt *component.Runtime) (*Querier, error) {
 	api.Register(rt.Mux)
 	if rt.GRPC != nil {
 		(&storeServer{q: q, stores: eps.Stores, eps: eps, parser: p}).register(rt.GRPC)
+	}
+	if rt.Registry != nil {
+		rt.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "strata_querier_frame_pool_bytes",
+			Help: "Memory kept after queries for the series frames of the next ones; dropped after a minute unused.",
+		}, func() float64 { return float64(q.FramePoolBytes()) }))
 	}
 	qr := &Querier{cfg: cfg, rt: rt, endpoints: eps, Queryable: q, Engine: engine}
 	rt.AddService("endpoints", func(ctx context.Context) error {

@@ -3,11 +3,14 @@ package querier
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"math"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -327,6 +330,19 @@ func TestResultsOutliveFrameReuse(t *testing.T) {
 	}
 	if got := first.String(); got != want {
 		t.Fatal("a result changed when later queries reused the frame buffers of its query")
+	}
+	// What is kept for the next query shows in the querier's metrics.
+	resp, err := http.Get(url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !regexp.MustCompile(`(?m)^strata_querier_frame_pool_bytes [1-9]`).Match(body) {
+		t.Fatalf("strata_querier_frame_pool_bytes is not positive after queries:\n%s", body)
 	}
 	local := localEngine()
 	if want := localQuery(t, local, openDB(t, dirA), `{__name__=~".+"}`, end.Add(-5*time.Hour), end.Add(-time.Minute), 5*time.Minute); normalise(toModel(t, first.Value), "cluster") != want {

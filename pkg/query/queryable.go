@@ -62,6 +62,10 @@ const framePoolIdle = time.Minute
 
 // Querier returns a querier over [mint, maxt].
 func (q *Queryable) Querier(mint, maxt int64) (storage.Querier, error) {
+	return &querier{q: q, mint: mint, maxt: maxt, bufs: &frameBuffers{pool: q.pool()}}, nil
+}
+
+func (q *Queryable) pool() *slabPool {
 	q.slabsOnce.Do(func() {
 		limit := int64(framePoolBytes)
 		if ml := debug.SetMemoryLimit(-1); ml < math.MaxInt64 {
@@ -69,8 +73,11 @@ func (q *Queryable) Querier(mint, maxt int64) (storage.Querier, error) {
 		}
 		q.slabs = newSlabPool(limit, framePoolIdle)
 	})
-	return &querier{q: q, mint: mint, maxt: maxt, bufs: &frameBuffers{pool: q.slabs}}, nil
+	return q.slabs
 }
+
+// FramePoolBytes is the memory kept for the frames of future queries.
+func (q *Queryable) FramePoolBytes() int64 { return q.pool().freeBytes() }
 
 type querier struct {
 	q          *Queryable
