@@ -145,10 +145,8 @@ func (s *storeServer) Series(req *storepb.SeriesRequest, srv grpc.ServerStreamin
 		return status.Error(codes.InvalidArgument, err.Error())
 	}
 	ctx := s.options(srv.Context(), req.WithoutReplicaLabels, req.PartialResponseDisabled || req.PartialResponseStrategy == storepb.PartialResponseStrategy_ABORT)
-	q, err := s.q.Querier(req.MinTime, req.MaxTime)
-	if err != nil {
-		return status.Error(codes.Internal, err.Error())
-	}
+	// Each series is re-encoded and sent before the next is read.
+	q := s.q.StreamingQuerier(req.MinTime, req.MaxTime)
 	defer q.Close()
 	hints := &storage.SelectHints{Start: req.MinTime, End: req.MaxTime, Limit: int(req.Limit)}
 	if req.SkipChunks {

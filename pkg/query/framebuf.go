@@ -1,6 +1,7 @@
 package query
 
 import (
+	"slices"
 	"sync"
 	"time"
 )
@@ -73,9 +74,8 @@ func (p *slabPool) put(slabs [][]byte) {
 func (p *slabPool) trim() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	drop := p.lowWater
-	clear(p.free[:drop])
-	p.free = append(p.free[:0], p.free[drop:]...)
+	// slices.Delete zeroes the tail, so no dropped slab stays reachable.
+	p.free = slices.Delete(p.free, 0, p.lowWater)
 	p.lowWater = len(p.free)
 	if len(p.free) == 0 {
 		p.scheduled = false
@@ -98,11 +98,16 @@ func (p *slabPool) freeBytes() int64 {
 type frameBuffers struct {
 	pool *slabPool
 
-	mu     sync.Mutex
-	slabs  [][]byte
-	rest   []byte // unused end of the last slab
-	closed bool
+	mu       sync.Mutex
+	slabs    [][]byte
+	rest     []byte // unused end of the last slab
+	received int    // bytes handed out
+	closed   bool
 }
+
+// ownBytes is what a querier receives into buffers of their own before it
+// takes slabs: a small query does not hold a 4 MiB slab for a few KiB.
+const ownBytes = 1 << 20
 
 // alloc returns a buffer of n bytes, valid until release.
 func (b *frameBuffers) alloc(n int) []byte {
@@ -111,9 +116,10 @@ func (b *frameBuffers) alloc(n int) []byte {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.closed {
-		// A stream read after Close: its buffer must not be one that
-		// another query will reuse.
+	b.received += n
+	if b.closed || b.received <= ownBytes {
+		// After Close, the buffer must not be one that another query
+		// will reuse.
 		return make([]byte, n)
 	}
 	if len(b.rest) < n {

@@ -1,6 +1,8 @@
 package query
 
 import (
+	"context"
+	"errors"
 	"testing"
 	"time"
 	"unsafe"
@@ -9,6 +11,13 @@ import (
 func TestFrameBuffersReuseSlabsAfterClose(t *testing.T) {
 	pool := newSlabPool(3*slabSize, time.Hour)
 	first := &frameBuffers{pool: pool}
+	// A small query's frames get buffers of their own.
+	for range 4 {
+		first.alloc(ownBytes / 4)
+	}
+	if len(first.slabs) != 0 {
+		t.Fatalf("the first %d bytes took %d slabs", ownBytes, len(first.slabs))
+	}
 	var bufs [][]byte
 	for range 9 {
 		b := first.alloc(slabSize / 4)
@@ -49,6 +58,7 @@ func TestFrameBuffersReuseSlabsAfterClose(t *testing.T) {
 
 	// The next querier gets the same memory back, without a new slab.
 	second := &frameBuffers{pool: pool}
+	second.alloc(ownBytes)
 	seen := false
 	for range 13 {
 		b := second.alloc(slabSize / 4)
@@ -67,6 +77,7 @@ func TestFrameBuffersReuseSlabsAfterClose(t *testing.T) {
 func TestSlabPoolDropsIdleSlabs(t *testing.T) {
 	pool := newSlabPool(8*slabSize, time.Hour) // trim is called by hand
 	b := &frameBuffers{pool: pool}
+	b.alloc(ownBytes)
 	for range 4 {
 		b.alloc(maxPooledFrame)
 		b.alloc(maxPooledFrame)
@@ -80,14 +91,41 @@ func TestSlabPoolDropsIdleSlabs(t *testing.T) {
 	// One slab is used during the interval: the three that were not are
 	// dropped, the busy one stays for the next interval.
 	used := &frameBuffers{pool: pool}
+	used.alloc(ownBytes)
 	used.alloc(1)
 	used.release()
 	pool.trim()
 	if pool.freeBytes() != slabSize {
 		t.Fatalf("after a trim the pool holds %d bytes, want the one slab used since the last", pool.freeBytes())
 	}
+	// Dropped slabs must not stay reachable from the free list's array.
+	for i, s := range pool.free[len(pool.free):cap(pool.free)] {
+		if s != nil {
+			t.Fatalf("slot %d past the free list still holds a dropped slab", len(pool.free)+i)
+		}
+	}
 	pool.trim()
 	if pool.freeBytes() != 0 {
 		t.Fatalf("an idle pool must end empty, holds %d bytes", pool.freeBytes())
+	}
+}
+
+func TestClosedQuerier(t *testing.T) {
+	q := &Queryable{Stores: func() []Store { return nil }}
+	if sq := q.StreamingQuerier(0, 1).(*querier); sq.bufs != nil {
+		t.Fatal("a streaming querier must not keep its frames")
+	}
+	pq, err := q.Querier(0, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pq.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if set := pq.Select(context.Background(), true, nil); set.Next() || !errors.Is(set.Err(), errClosed) {
+		t.Fatalf("select after Close: %v, want %v", set.Err(), errClosed)
+	}
+	if err := pq.Close(); err != nil {
+		t.Fatalf("a second Close: %v", err)
 	}
 }

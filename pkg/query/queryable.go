@@ -2,6 +2,7 @@ package query
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math"
@@ -60,9 +61,18 @@ const framePoolBytes = 1 << 30
 // dropped.
 const framePoolIdle = time.Minute
 
-// Querier returns a querier over [mint, maxt].
+// Querier returns a querier over [mint, maxt], for PromQL and the API:
+// callers that hold every series they select until they close it. The
+// frames of its raw chunks go into pooled buffers, reused once it is closed.
 func (q *Queryable) Querier(mint, maxt int64) (storage.Querier, error) {
 	return &querier{q: q, mint: mint, maxt: maxt, bufs: &frameBuffers{pool: q.pool()}}, nil
+}
+
+// StreamingQuerier returns a querier for callers that pass each series on
+// and drop it (the querier's own StoreAPI): its frames are not kept until
+// Close, so its memory stays bounded by what is in flight.
+func (q *Queryable) StreamingQuerier(mint, maxt int64) storage.Querier {
+	return &querier{q: q, mint: mint, maxt: maxt}
 }
 
 func (q *Queryable) pool() *slabPool {
@@ -82,11 +92,14 @@ func (q *Queryable) FramePoolBytes() int64 { return q.pool().freeBytes() }
 type querier struct {
 	q          *Queryable
 	mint, maxt int64
-	bufs       *frameBuffers
+	bufs       *frameBuffers // nil: frames get buffers of their own
 
 	mu      sync.Mutex
-	cancels []context.CancelFunc
+	streams []*seriesStream
+	closed  bool
 }
+
+var errClosed = errors.New("select on a closed querier")
 
 // counterFuncs are the PromQL functions whose input is a counter; a fake
 // counter drop at a replica switch would distort them.
@@ -110,6 +123,12 @@ func (q *querier) storesFor(mint, maxt int64, ms []*labels.Matcher) []Store {
 }
 
 func (q *querier) Select(ctx context.Context, _ bool, hints *storage.SelectHints, ms ...*labels.Matcher) storage.SeriesSet {
+	q.mu.Lock()
+	closed := q.closed
+	q.mu.Unlock()
+	if closed {
+		return storage.ErrSeriesSet(errClosed)
+	}
 	opts := OptionsFrom(ctx, q.q.Defaults)
 	mint, maxt := q.mint, q.maxt
 	if hints != nil {
@@ -196,11 +215,20 @@ func (q *querier) openStream(ctx context.Context, st Store, req *storepb.SeriesR
 		cancel()
 		return nil, fmt.Errorf("store %s: series: %w", st.Name(), err)
 	}
-	q.mu.Lock()
-	q.cancels = append(q.cancels, cancel)
-	q.mu.Unlock()
 	s := &seriesStream{store: st.Name(), aggrs: req.Aggregates, rank: replicaRank(st, opts.ReplicaLabels), stream: stream, cancel: cancel, partial: opts.PartialResponse}
-	s.frame.bufs = q.bufs
+	// Pooled buffers only for raw chunks: labels (series calls) and
+	// aggregates (downsampled data) are copied out of the frame, which is
+	// then garbage at once.
+	if !req.SkipChunks && req.MaxResolutionWindow == 0 {
+		s.frame.bufs = q.bufs
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed {
+		s.finish()
+		return nil, errClosed
+	}
+	q.streams = append(q.streams, s)
 	return s, nil
 }
 
@@ -358,11 +386,14 @@ func (q *querier) fanOut(ctx context.Context, ms []*labels.Matcher, opts Options
 // every series it returned.
 func (q *querier) Close() error {
 	q.mu.Lock()
-	for _, c := range q.cancels {
-		c()
-	}
-	q.cancels = nil
+	streams := q.streams
+	q.streams, q.closed = nil, true
 	q.mu.Unlock()
+	// A stream read after Close must not hand out the rest of a frame
+	// whose buffer is about to be reused.
+	for _, s := range streams {
+		s.close()
+	}
 	q.bufs.release()
 	return nil
 }

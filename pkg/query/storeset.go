@@ -17,7 +17,8 @@ import (
 )
 
 // seriesStream reads one store's Series stream as a storage.SeriesSet, one
-// frame at a time, so memory is bounded by a frame, not by the result.
+// frame at a time. For a streaming caller memory is bounded by a frame, not
+// by the result; PromQL's querier keeps the frames until it is closed.
 type seriesStream struct {
 	store   string
 	rank    string // replica label values of the store, when it has one label set
@@ -66,6 +67,14 @@ func (s *seriesStream) Next() bool {
 func (s *seriesStream) finish() {
 	s.done = true
 	s.cancel()
+}
+
+// close ends the stream for its querier's Close: no series is handed out
+// after it.
+func (s *seriesStream) close() {
+	s.finish()
+	clear(s.batch)
+	s.batch, s.cur = nil, nil
 }
 
 // fail records a store failure: a warning under partial response, the
