@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"sort"
 	"sync"
@@ -23,6 +24,7 @@ import (
 	"github.com/prometheus/prometheus/tsdb/chunks"
 	"github.com/prometheus/prometheus/tsdb/index"
 	"github.com/thanos-io/objstore"
+	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -416,24 +418,47 @@ func (s *Store) Series(req *storepb.SeriesRequest, srv grpc.ServerStreamingServe
 		}
 		streams[i] = append(streams[i], b)
 	}
-	var all []matched
-	for _, blocks := range streams {
+	// The streams' index work is independent: over both replicas of an HA
+	// pair it runs on two cores while the querier waits for the first
+	// series.
+	parts := make([][]matched, len(streams))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(runtime.GOMAXPROCS(0))
+	for i, blocks := range streams {
 		var strip []string
 		for _, l := range req.WithoutReplicaLabels {
 			if blocks[0].ext.Has(l) {
 				strip = append(strip, l)
 			}
 		}
-		all, err = s.selectStream(ctx, blocks, ms, req.MinTime, req.MaxTime, strip, req.SkipChunks, all)
-		if errors.Is(err, errTooManySeries) {
-			return status.Errorf(codes.ResourceExhausted, "the request selects more than %d series (--store.limits.request-series); narrow the selector or the time range", s.cfg.LimitSeries)
+		g.Go(func() error {
+			var err error
+			parts[i], err = s.selectStream(gctx, blocks, ms, req.MinTime, req.MaxTime, strip, req.SkipChunks, nil)
+			return err
+		})
+	}
+	var all []matched
+	if err = g.Wait(); err == nil {
+		n := 0
+		for _, p := range parts {
+			n += len(p)
 		}
-		if err != nil {
-			if ctx.Err() != nil {
-				return status.FromContextError(ctx.Err()).Err()
-			}
-			return status.Error(codes.Internal, err.Error())
+		all = make([]matched, 0, n)
+		for _, p := range parts {
+			all = append(all, p...)
 		}
+		if s.cfg.LimitSeries > 0 && int64(len(all)) > s.cfg.LimitSeries {
+			err = errTooManySeries
+		}
+	}
+	if errors.Is(err, errTooManySeries) {
+		return status.Errorf(codes.ResourceExhausted, "the request selects more than %d series (--store.limits.request-series); narrow the selector or the time range", s.cfg.LimitSeries)
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			return status.FromContextError(ctx.Err()).Err()
+		}
+		return status.Error(codes.Internal, err.Error())
 	}
 	if s.cfg.LimitSamples > 0 {
 		var nchk int64

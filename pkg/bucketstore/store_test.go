@@ -425,3 +425,41 @@ func seriesBatched(t testing.TB, conn *grpc.ClientConn, req *storepb.SeriesReque
 	})
 	return out, order, err
 }
+
+// TestSeriesLimitAcrossStreams: the streams of a request (here the two
+// replicas of an HA pair) are resolved concurrently; the series limit holds
+// for their sum, not for each.
+func TestSeriesLimitAcrossStreams(t *testing.T) {
+	ctx := context.Background()
+	bkt := newBucket(t)
+	end := time.Date(2026, 7, 1, 0, 0, 0, 0, time.UTC).UnixMilli()
+	cfg := blockgen.Config{Seed: 1, Targets: 3, MinTime: end - 4*3600_000, MaxTime: end, Replicas: 2, ExternalLabels: map[string]string{"cluster": "c"}}
+	if _, err := blockgen.WriteBucket(ctx, logger, cfg, bkt); err != nil {
+		t.Fatal(err)
+	}
+	perReplica := int64(cfg.SeriesCount())
+	client, _, _ := serve(t, bkt, Config{LimitSeries: perReplica + perReplica/2, IndexCacheBytes: 1 << 20, ChunkCacheBytes: 1 << 20})
+	all := &storepb.LabelMatcher{Type: storepb.LabelMatcher_RE, Name: "__name__", Value: ".+"}
+	_, got, err := series(t, client, &storepb.SeriesRequest{MinTime: math.MinInt64, MaxTime: math.MaxInt64,
+		Matchers: []*storepb.LabelMatcher{all, {Type: storepb.LabelMatcher_EQ, Name: "replica", Value: "b"}}})
+	if err != nil || int64(len(got)) != perReplica {
+		t.Fatalf("one replica: %d series, %v; want %d", len(got), err, perReplica)
+	}
+	_, _, err = series(t, client, &storepb.SeriesRequest{MinTime: math.MinInt64, MaxTime: math.MaxInt64, Matchers: []*storepb.LabelMatcher{all}})
+	if status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "--store.limits.request-series") {
+		t.Fatalf("both replicas (%d series, limit %d): want ResourceExhausted naming the series limit, got %v", 2*perReplica, perReplica+perReplica/2, err)
+	}
+	// Without a limit, both streams arrive whole, sorted, replicas of a
+	// series next to each other.
+	client, _, _ = serve(t, bkt, Config{IndexCacheBytes: 1 << 20, ChunkCacheBytes: 1 << 20})
+	_, got, err = series(t, client, &storepb.SeriesRequest{MinTime: math.MinInt64, MaxTime: math.MaxInt64, Matchers: []*storepb.LabelMatcher{all},
+		WithoutReplicaLabels: []string{"replica"}})
+	if err != nil || int64(len(got)) != 2*perReplica {
+		t.Fatalf("both replicas: %d series, %v; want %d", len(got), err, 2*perReplica)
+	}
+	for i := 1; i < len(got); i += 2 {
+		if got[i-1] != got[i] || strings.Contains(got[i], "replica") || (i > 1 && got[i-2] == got[i-1]) {
+			t.Fatalf("series %d and %d: %s, %s; want each series twice, in order", i-1, i, got[i-1], got[i])
+		}
+	}
+}
