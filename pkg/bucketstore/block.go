@@ -34,6 +34,7 @@ type bucketBlock struct {
 	mu       sync.Mutex
 	ir       *index.Reader
 	irSource *indexFile
+	syms     *index.Symbols // nil: series are read through ir
 	segments []*objectReader
 }
 
@@ -101,6 +102,9 @@ func (b *bucketBlock) index() (*index.Reader, error) {
 	// effort: without it a restart only costs requests.
 	_ = src.saveState()
 	b.ir, b.irSource = ir, src
+	// Without the symbol table's offsets series are read through ir,
+	// only slower.
+	b.syms, _ = openSymbols(ir, src)
 	// The mapping goes some time after the block does: requests hold the
 	// block while they read its index, but Prometheus' reader hands out
 	// label values that point into the mapping, which a finished request
@@ -109,6 +113,18 @@ func (b *bucketBlock) index() (*index.Reader, error) {
 		time.AfterFunc(unmapDelay, func() { _ = x.close(false) })
 	}, src)
 	return ir, nil
+}
+
+// seriesReader opens the index and returns a reader of its series for one
+// request.
+func (b *bucketBlock) seriesReader() (*seriesReader, error) {
+	ir, err := b.index()
+	if err != nil {
+		return nil, err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return newSeriesReader(ir, b.irSource, b.syms), nil
 }
 
 // indexErr is the read error behind a failed index operation, if any.

@@ -267,7 +267,7 @@ type blockChunk struct {
 // the order of their labels (without external labels).
 type blockCursor struct {
 	b          *bucketBlock
-	ir         *index.Reader
+	sr         *seriesReader
 	p          index.Postings
 	mint, maxt int64
 	sb         labels.ScratchBuilder
@@ -279,7 +279,7 @@ type blockCursor struct {
 // next moves to the next series with a chunk in the time range.
 func (c *blockCursor) next() bool {
 	for c.p.Next() {
-		if err := c.ir.Series(c.p.At(), &c.sb, &c.chks); err != nil {
+		if err := c.sr.series(c.p.At(), &c.sb, &c.chks); err != nil {
 			c.err = c.b.indexErr(fmt.Errorf("series: %w", err))
 			return false
 		}
@@ -317,15 +317,15 @@ func (s *Store) selectStream(ctx context.Context, blocks []*bucketBlock, ms []*l
 	}
 	curs := make([]*blockCursor, 0, len(blocks))
 	for _, b := range blocks {
-		ir, err := b.index()
+		sr, err := b.seriesReader()
 		if err != nil {
 			return out, err
 		}
-		p, err := tsdb.PostingsForMatchers(ctx, ixReader{ir}, series...)
+		p, err := tsdb.PostingsForMatchers(ctx, ixReader{sr.ir}, series...)
 		if err != nil {
 			return out, b.indexErr(fmt.Errorf("postings: %w", err))
 		}
-		c := &blockCursor{b: b, ir: ir, p: p, mint: mint, maxt: maxt}
+		c := &blockCursor{b: b, sr: sr, p: p, mint: mint, maxt: maxt}
 		if c.next() {
 			curs = append(curs, c)
 		} else if c.err != nil {
