@@ -12,6 +12,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/oklog/ulid/v2"
@@ -306,7 +307,11 @@ func (c *blockCursor) next() bool {
 // with its chunks from every block. Within a stream every block lists its
 // series in label order, so a merge of the blocks' cursors is exact and
 // keeps one entry per series rather than one per series and block.
-func (s *Store) selectStream(ctx context.Context, blocks []*bucketBlock, ms []*labels.Matcher, mint, maxt int64, strip []string, skipChunks bool, out []matched) ([]matched, error) {
+//
+// selected counts the series of the request's streams together, for the
+// series limit.
+func (s *Store) selectStream(ctx context.Context, blocks []*bucketBlock, ms []*labels.Matcher, mint, maxt int64, strip []string, skipChunks bool, selected *atomic.Int64) ([]matched, error) {
+	var out []matched
 	ext := blocks[0].ext
 	series, ok := storeapi.SplitExternalMatchers(ms, ext)
 	if !ok {
@@ -317,6 +322,11 @@ func (s *Store) selectStream(ctx context.Context, blocks []*bucketBlock, ms []*l
 	}
 	curs := make([]*blockCursor, 0, len(blocks))
 	for _, b := range blocks {
+		// Opening an index may download its header: not for a request
+		// that has failed or gone.
+		if err := ctx.Err(); err != nil {
+			return out, err
+		}
 		sr, err := b.seriesReader()
 		if err != nil {
 			return out, err
@@ -375,7 +385,7 @@ func (s *Store) selectStream(ctx context.Context, blocks []*bucketBlock, ms []*l
 		curs = live
 		m.lset = storeapi.WithoutLabels(&lb, storeapi.AttachExternalLabels(&lb, lset, ext), strip)
 		out = append(out, m)
-		if s.cfg.LimitSeries > 0 && int64(len(out)) > s.cfg.LimitSeries {
+		if s.cfg.LimitSeries > 0 && selected.Add(1) > s.cfg.LimitSeries {
 			return out, errTooManySeries
 		}
 	}
@@ -422,6 +432,7 @@ func (s *Store) Series(req *storepb.SeriesRequest, srv grpc.ServerStreamingServe
 	// pair it runs on two cores while the querier waits for the first
 	// series.
 	parts := make([][]matched, len(streams))
+	var selected atomic.Int64
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(runtime.GOMAXPROCS(0))
 	for i, blocks := range streams {
@@ -433,7 +444,7 @@ func (s *Store) Series(req *storepb.SeriesRequest, srv grpc.ServerStreamingServe
 		}
 		g.Go(func() error {
 			var err error
-			parts[i], err = s.selectStream(gctx, blocks, ms, req.MinTime, req.MaxTime, strip, req.SkipChunks, nil)
+			parts[i], err = s.selectStream(gctx, blocks, ms, req.MinTime, req.MaxTime, strip, req.SkipChunks, &selected)
 			return err
 		})
 	}
@@ -446,9 +457,6 @@ func (s *Store) Series(req *storepb.SeriesRequest, srv grpc.ServerStreamingServe
 		all = make([]matched, 0, n)
 		for _, p := range parts {
 			all = append(all, p...)
-		}
-		if s.cfg.LimitSeries > 0 && int64(len(all)) > s.cfg.LimitSeries {
-			err = errTooManySeries
 		}
 	}
 	if errors.Is(err, errTooManySeries) {

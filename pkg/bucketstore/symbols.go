@@ -2,6 +2,7 @@ package bucketstore
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/storage"
@@ -18,9 +19,10 @@ import (
 // series itself and keeps the values it looked up for the rest of the
 // request.
 
-// maxCachedSymbols bounds one request's cache per block: values unique to
-// each series (pod names) would only fill it.
-const maxCachedSymbols = 1 << 16
+// maxCachedSymbols bounds one request's cache per block (about 200 KiB):
+// the values series share come first and stay; values unique to each series
+// (pod names) would only fill it.
+const maxCachedSymbols = 4096
 
 // seriesReader reads series entries of one block's index for one request.
 type seriesReader struct {
@@ -29,10 +31,13 @@ type seriesReader struct {
 	syms  *index.Symbols // nil: read through ir
 	cache map[uint32]string
 	dec   index.Decoder
+	// st is what index.Reader gives its builder: labels built with
+	// -tags dedupelabels need one.
+	st *labels.SymbolTable
 }
 
 func newSeriesReader(ir *index.Reader, src index.ByteSlice, syms *index.Symbols) *seriesReader {
-	r := &seriesReader{ir: ir, src: src, syms: syms}
+	r := &seriesReader{ir: ir, src: src, syms: syms, st: labels.NewSymbolTable()}
 	if syms != nil {
 		r.cache = map[uint32]string{}
 		r.dec.LookupSymbol = r.lookup
@@ -57,19 +62,24 @@ func (r *seriesReader) series(id storage.SeriesRef, sb *labels.ScratchBuilder, c
 	if r.syms == nil {
 		return r.ir.Series(id, sb, chks)
 	}
-	// Series of a version 2 index are 16-byte aligned; the ID is the
-	// offset divided by 16.
+	// Series after version 1 are 16-byte aligned; the ID is the offset
+	// divided by 16.
 	d := encoding.NewDecbufUvarintAt(r.src, int(id)*16, castagnoli)
 	if err := d.Err(); err != nil {
 		return err
 	}
-	return r.dec.Series(d.Get(), sb, chks)
+	sb.SetSymbolTable(r.st)
+	if err := r.dec.Series(d.Get(), sb, chks); err != nil {
+		return fmt.Errorf("read series: %w", err)
+	}
+	return nil
 }
 
-// openSymbols reads the symbol table's offsets of a version 2 index, or
-// returns nil for other versions (read through the index reader).
+// openSymbols reads the symbol table's offsets of an index after version 1
+// (laid out as version 2), or returns nil for version 1 (read through the
+// index reader).
 func openSymbols(ir *index.Reader, src index.ByteSlice) (*index.Symbols, error) {
-	if ir.Version() != index.FormatV2 {
+	if ir.Version() == index.FormatV1 {
 		return nil, nil
 	}
 	toc, err := index.NewTOCFromByteSlice(src)
