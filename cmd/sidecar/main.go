@@ -27,6 +27,8 @@ func main() {
 	app.Flag("shipper.upload-compacted", "Also upload blocks Prometheus compacted locally (needed when its min and max block durations differ).").
 		Default("false").BoolVar(&cfg.UploadCompacted)
 	app.Flag("prometheus.ready_timeout", "How long to wait for Prometheus at start before giving up; 0 waits forever.").Default("10m").DurationVar(&cfg.ReadyTimeout)
+	app.Flag("prometheus.get_config_timeout", "Timeout for one reading of Prometheus' external labels, flags and time range; a Prometheus that does not answer within it is retried, and shipping goes on meanwhile.").
+		Default("30s").DurationVar(&cfg.GetConfigTimeout)
 	app.Flag("sync-interval", "How often to look for new blocks and re-read Prometheus' external labels.").Default("30s").DurationVar(&cfg.Refresh)
 	bucket.RegisterFlags(app, &bkt)
 	if _, err := app.Parse(os.Args[1:]); err != nil {

@@ -29,6 +29,10 @@ type Config struct {
 	// Refresh is how often external labels, flags and the time range are
 	// read again, and blocks are looked for.
 	Refresh time.Duration
+	// GetConfigTimeout bounds one reading of Prometheus' settings: a
+	// Prometheus that accepts connections but does not answer must not
+	// hold up shipping or ReadyTimeout. 0 is 30s.
+	GetConfigTimeout time.Duration
 }
 
 // Sidecar is a running sidecar.
@@ -47,6 +51,9 @@ type Sidecar struct {
 func New(cfg Config, rt *component.Runtime, bkt objstore.Bucket) (*Sidecar, error) {
 	if cfg.Refresh <= 0 {
 		cfg.Refresh = 30 * time.Second
+	}
+	if cfg.GetConfigTimeout <= 0 {
+		cfg.GetConfigTimeout = 30 * time.Second
 	}
 	if _, err := os.Stat(cfg.TSDBPath); err != nil {
 		return nil, fmt.Errorf("--tsdb.path: %w", err)
@@ -80,6 +87,12 @@ func (s *Sidecar) oldest() int64 {
 type errRefused struct{ msg string }
 
 func (e errRefused) Error() string { return e.msg }
+
+func (s *Sidecar) checkBounded(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.GetConfigTimeout)
+	defer cancel()
+	return s.check(ctx)
+}
 
 // check reads Prometheus' settings and refuses what cannot work.
 func (s *Sidecar) check(ctx context.Context) error {
@@ -132,7 +145,7 @@ func (s *Sidecar) run(ctx context.Context) error {
 	logger := s.rt.Logger
 	deadline := time.Now().Add(s.cfg.ReadyTimeout)
 	for {
-		err := s.check(ctx)
+		err := s.checkBounded(ctx)
 		if err == nil {
 			break
 		}
@@ -177,7 +190,7 @@ func (s *Sidecar) run(ctx context.Context) error {
 		case <-time.After(wait):
 		}
 		wait = s.cfg.Refresh
-		if err := s.check(ctx); err != nil {
+		if err := s.checkBounded(ctx); err != nil {
 			var refused errRefused
 			if errors.As(err, &refused) {
 				return refused

@@ -187,6 +187,22 @@ func (p *Process) Stop() { p.signal(syscall.SIGTERM, 20*time.Second) }
 // Kill stops the process at once with SIGKILL, as a crash would.
 func (p *Process) Kill() { p.signal(syscall.SIGKILL, 10*time.Second) }
 
+// Freeze stops the process (SIGSTOP): it keeps its sockets, so clients
+// connect and wait, as with a hung process. Thaw resumes it.
+func (p *Process) Freeze() { p.rawSignal(syscall.SIGSTOP) }
+
+// Thaw resumes a frozen process.
+func (p *Process) Thaw() { p.rawSignal(syscall.SIGCONT) }
+
+func (p *Process) rawSignal(sig syscall.Signal) {
+	p.mu.Lock()
+	cmd := p.cmd
+	p.mu.Unlock()
+	if cmd != nil && cmd.Process != nil {
+		_ = syscall.Kill(-cmd.Process.Pid, sig)
+	}
+}
+
 func (p *Process) signal(sig syscall.Signal, grace time.Duration) {
 	p.mu.Lock()
 	cmd, exited := p.cmd, p.exited

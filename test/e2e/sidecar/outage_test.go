@@ -3,12 +3,15 @@ package sidecar_test
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/thanos-io/objstore/providers/filesystem"
 
 	"github.com/strata-metrics/strata/pkg/blockgen"
 	"github.com/strata-metrics/strata/test/e2e"
@@ -59,4 +62,61 @@ func TestBucketOutage(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestPrometheusHangs: a Prometheus that accepts connections but answers
+// nothing (here stopped with SIGSTOP) makes the sidecar unready, but does
+// not stop it from shipping new blocks.
+func TestPrometheusHangs(t *testing.T) {
+	ctx := context.Background()
+	end := time.Now().Add(-24 * time.Hour).Truncate(2 * time.Hour)
+	data := t.TempDir()
+	blocks, err := blockgen.WriteDir(ctx, blockgen.Config{Seed: 4, Targets: 1, MinTime: end.Add(-4 * time.Hour).UnixMilli(), MaxTime: end.UnixMilli()}, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prom := e2e.StartPrometheus(t, e2e.PrometheusOptions{DataDir: data, BlockDuration: 2 * time.Hour,
+		ExternalLabels: map[string]string{"cluster": "e2e", "replica": "a"}})
+	bucketDir := t.TempDir()
+	bkt, err := filesystem.NewBucket(bucketDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := e2e.StartStrata(t, "sidecar", true, "", "--prometheus.url="+prom.URL, "--tsdb.path="+data, "--sync-interval=1s",
+		"--prometheus.get_config_timeout=1s", "--objstore.config=type: FILESYSTEM\nconfig:\n  directory: "+bucketDir+"\n")
+	shipped := func(bs ...blockgen.BlockInfo) func() error {
+		return func() error {
+			for _, b := range bs {
+				if ok, err := bkt.Exists(ctx, b.Meta.ULID.String()+"/meta.json"); err != nil || !ok {
+					return fmt.Errorf("block %s not shipped yet (%v)", b.Meta.ULID, err)
+				}
+			}
+			return nil
+		}
+	}
+	e2e.Eventually(t, time.Minute, 200*time.Millisecond, shipped(blocks...))
+
+	prom.Freeze()
+	t.Cleanup(prom.Thaw)
+	e2e.Eventually(t, time.Minute, 200*time.Millisecond, func() error {
+		resp, err := http.Get("http://" + sc.HTTPAddr + "/-/ready")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK {
+			return fmt.Errorf("the sidecar is still ready with Prometheus hung")
+		}
+		return nil
+	})
+	// A block Prometheus finished just before it hung.
+	stage := t.TempDir()
+	next, err := blockgen.WriteDir(ctx, blockgen.Config{Seed: 5, Targets: 1, MinTime: end.UnixMilli(), MaxTime: end.Add(2 * time.Hour).UnixMilli()}, stage)
+	if err != nil || len(next) != 1 {
+		t.Fatalf("%d blocks, %v", len(next), err)
+	}
+	if err := os.Rename(next[0].Dir, filepath.Join(data, next[0].Meta.ULID.String())); err != nil {
+		t.Fatal(err)
+	}
+	e2e.Eventually(t, time.Minute, 200*time.Millisecond, shipped(next...))
 }
