@@ -7,12 +7,14 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sort"
 	"sync"
 	"time"
 
 	"github.com/oklog/ulid/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
+	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/tsdb"
 	"github.com/thanos-io/objstore"
@@ -135,10 +137,16 @@ func (c *Compactor) runOnce(ctx context.Context) error {
 	}
 
 	var errs []error
+	skipped := false
 	for {
 		listing, err = c.lister.List(ctx)
 		if err != nil {
 			return err
+		}
+		if err := unreadable(listing); err != nil {
+			errs = append(errs, err)
+			skipped = true
+			break
 		}
 		groups := groupBlocks(c.eligible(listing), c.cfg.ReplicaLabels)
 		c.m.groups.Set(float64(len(groups)))
@@ -154,7 +162,9 @@ func (c *Compactor) runOnce(ctx context.Context) error {
 				ov.Group = g.Key
 				c.m.halted.WithLabelValues(g.Key).Set(1)
 				c.logger.Error("compaction group halted", "group", g.Key, "err", ov)
+				mu.Lock()
 				errs = append(errs, ov)
+				mu.Unlock()
 				continue
 			}
 			c.m.halted.WithLabelValues(g.Key).Set(0)
@@ -181,7 +191,7 @@ func (c *Compactor) runOnce(ctx context.Context) error {
 			break
 		}
 	}
-	if c.cfg.Downsampling {
+	if c.cfg.Downsampling && !skipped {
 		// Raw to 5m, then 5m to 1h: the second pass sees the first's blocks.
 		for _, p := range []struct{ from, to, minRange int64 }{
 			{block.ResolutionRaw, block.Resolution5m, downsample.RawTo5mRange},
@@ -189,6 +199,10 @@ func (c *Compactor) runOnce(ctx context.Context) error {
 		} {
 			if listing, err = c.lister.List(ctx); err != nil {
 				return err
+			}
+			if err := unreadable(listing); err != nil {
+				errs = append(errs, err)
+				break
 			}
 			if _, err := c.downsamplePass(ctx, listing, p.from, p.to, p.minRange); err != nil {
 				errs = append(errs, err)
@@ -204,13 +218,39 @@ func (c *Compactor) runOnce(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// eligible returns the complete blocks the compactor may touch: not marked
-// for deletion or no-compact, and older than the consistency delay.
+// unreadable is an error when the listing could not read some blocks. A
+// block missing from a listing is not gone: compacting around it would
+// overlap it, downsampling again what it holds would duplicate it. Such a
+// run still deletes what is due and applies retention, which only act on
+// blocks that were read.
+func unreadable(l *block.Listing) error {
+	if len(l.Failed) == 0 {
+		return nil
+	}
+	ids := make([]string, 0, len(l.Failed))
+	for id := range l.Failed {
+		ids = append(ids, id.String())
+	}
+	sort.Strings(ids)
+	id, _ := ulid.Parse(ids[0])
+	return fmt.Errorf("%d blocks could not be read from the bucket (%s: %v); not compacting or downsampling until they can", len(ids), ids[0], l.Failed[id])
+}
+
+// eligible returns the complete blocks the compactor may compact: not
+// marked for deletion or no-compact, and older than the consistency delay.
 func (c *Compactor) eligible(l *block.Listing) []*block.Meta {
+	return c.eligibleBlocks(l, true)
+}
+
+// eligibleBlocks is eligible, with or without the no-compact mark.
+// Downsampling does not heed it: a block kept out of compaction (too big an
+// index, say) is still downsampled, as Thanos does, or retention of raw
+// data would remove the only copy of its range.
+func (c *Compactor) eligibleBlocks(l *block.Listing, heedNoCompact bool) []*block.Meta {
 	var out []*block.Meta
 	cutoff := time.Now().Add(-c.cfg.ConsistencyDelay)
 	for id, m := range l.Metas {
-		if l.DeletionMarks[id] != nil || l.NoCompactMarks[id] != nil {
+		if l.DeletionMarks[id] != nil || (heedNoCompact && l.NoCompactMarks[id] != nil) {
 			continue
 		}
 		if ulid.Time(id.Time()).After(cutoff) {
@@ -312,12 +352,14 @@ func ulids(ms []*block.Meta) []string {
 // behind when it was interrupted after uploading its result.
 func (c *Compactor) markRedundant(ctx context.Context, l *block.Listing) error {
 	for id, m := range l.Metas {
-		if l.DeletionMarks[id] != nil {
+		// A block that names no sources cannot be proven redundant.
+		if l.DeletionMarks[id] != nil || len(m.Compaction.Sources) == 0 {
 			continue
 		}
 		for oid, o := range l.Metas {
 			if oid == id || l.DeletionMarks[oid] != nil || o.Thanos.Downsample.Resolution != m.Thanos.Downsample.Resolution ||
-				len(o.Compaction.Sources) <= len(m.Compaction.Sources) || !subset(m.Compaction.Sources, o.Compaction.Sources) {
+				len(o.Compaction.Sources) <= len(m.Compaction.Sources) || !subset(m.Compaction.Sources, o.Compaction.Sources) ||
+				!sameStream(m, o, c.cfg.ReplicaLabels) {
 				continue
 			}
 			if _, err := block.MarkForDeletion(ctx, c.logger, c.bkt, id, "data already in block "+oid.String()); err != nil {
@@ -412,4 +454,24 @@ func (c *Compactor) Run(ctx context.Context, interval time.Duration) error {
 		case <-time.After(interval):
 		}
 	}
+}
+
+// sameStream tells whether o can hold m's data: the same external labels,
+// or, for the output of offline dedup, the same without the replica
+// labels.
+func sameStream(m, o *block.Meta, replicaLabels []string) bool {
+	ml, ol := labels.FromMap(m.Thanos.Labels), labels.FromMap(o.Thanos.Labels)
+	if labels.Equal(ml, ol) {
+		return true
+	}
+	if len(replicaLabels) == 0 {
+		return false
+	}
+	var b labels.Builder
+	b.Reset(ml)
+	b.Del(replicaLabels...)
+	ml = b.Labels()
+	b.Reset(ol)
+	b.Del(replicaLabels...)
+	return labels.Equal(ml, b.Labels())
 }

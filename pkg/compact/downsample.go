@@ -32,7 +32,7 @@ func (c *Compactor) downsamplePass(ctx context.Context, l *block.Listing, from, 
 		}
 	}
 	var todo []*block.Meta
-	for _, m := range c.eligible(l) {
+	for _, m := range c.eligibleBlocks(l, false) {
 		if m.Thanos.Downsample.Resolution != from || m.MaxTime-m.MinTime < minRange || l.NoDownsampleMarks[m.ULID] != nil {
 			continue
 		}

@@ -173,7 +173,7 @@ func planGroup(g *Group, ranges []int64, vertical bool, replicaLabels []string) 
 	}
 	sort.Slice(keys, func(i, j int) bool { return keys[i] < keys[j] })
 	for _, k := range keys {
-		srcs, err := plan(streams[k], ranges, vertical && len(replicaLabels) == 0)
+		srcs, err := plan(streams[k], ranges, vertical)
 		if err != nil || len(srcs) > 0 {
 			return srcs, false, err
 		}
