@@ -168,7 +168,9 @@ func downsampleSeries(cr tsdb.ChunkReader, chks []chunks.Meta, from, res int64, 
 			if ac.IsHistogram() {
 				k = 1
 			}
-		case enc == chunkenc.EncHistogram || enc == chunkenc.EncFloatHistogram:
+		case enc == chunkenc.EncHistogram || enc == chunkenc.EncFloatHistogram ||
+			enc == chunkenc.EncHistogramST || enc == chunkenc.EncFloatHistogramST:
+			// The start timestamps are not kept: aggregates have none.
 			k = 1
 		case enc == chunkenc.EncXOR || enc == chunkenc.EncXOR2:
 		default:

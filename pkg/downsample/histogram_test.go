@@ -1,6 +1,7 @@
 package downsample
 
 import (
+	"bytes"
 	"context"
 	"path/filepath"
 	"testing"
@@ -108,5 +109,60 @@ func TestHistogramBlock(t *testing.T) {
 			t.Fatalf("at %dms: first counter histogram %v below the first raw count %d", res, first5m, first)
 		}
 		src, srcDir = nm, outDir
+	}
+}
+
+// memChunks reads chunks straight from their metas.
+type memChunks struct{}
+
+func (memChunks) ChunkOrIterable(m chunks.Meta) (chunkenc.Chunk, chunkenc.Iterable, error) {
+	return m.Chunk, nil, nil
+}
+func (memChunks) Close() error { return nil }
+
+// TestHistogramChunksWithStartTimestamps: Prometheus' histogram chunks that
+// carry start timestamps downsample to what the same samples without them
+// give, rather than failing the block every run.
+func TestHistogramChunksWithStartTimestamps(t *testing.T) {
+	build := func(c chunkenc.Chunk) chunks.Meta {
+		t.Helper()
+		app, err := c.Appender()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := int64(0); i < 120; i++ {
+			h := tsdbutil.GenerateTestHistogram(i)
+			var (
+				nc chunkenc.Chunk
+				na chunkenc.Appender
+			)
+			if enc := c.Encoding(); enc == chunkenc.EncFloatHistogram || enc == chunkenc.EncFloatHistogramST {
+				nc, _, na, err = app.AppendFloatHistogram(nil, 0, i*30_000, h.ToFloat(nil), false)
+			} else {
+				nc, _, na, err = app.AppendHistogram(nil, 0, i*30_000, h, false)
+			}
+			if err != nil || nc != nil {
+				t.Fatalf("append %d: new chunk %v, %v", i, nc != nil, err)
+			}
+			app = na
+		}
+		return chunks.Meta{Chunk: c, MinTime: 0, MaxTime: 119 * 30_000}
+	}
+	for _, st := range []chunkenc.Chunk{chunkenc.NewHistogramSTChunk(), chunkenc.NewFloatHistogramSTChunk()} {
+		plain := chunkenc.Chunk(chunkenc.NewHistogramChunk())
+		if st.Encoding() == chunkenc.EncFloatHistogramST {
+			plain = chunkenc.NewFloatHistogramChunk()
+		}
+		want, err := downsampleSeries(memChunks{}, []chunks.Meta{build(plain)}, block.ResolutionRaw, block.Resolution5m, nil, &seriesBuffers{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := downsampleSeries(memChunks{}, []chunks.Meta{build(st)}, block.ResolutionRaw, block.Resolution5m, nil, &seriesBuffers{})
+		if err != nil {
+			t.Fatalf("%s: %v", st.Encoding(), err)
+		}
+		if len(got) != 1 || len(want) != 1 || !bytes.Equal(got[0].Chunk.Bytes(), want[0].Chunk.Bytes()) {
+			t.Fatalf("%s: %d chunks, want %d with the same bytes as without start timestamps", st.Encoding(), len(got), len(want))
+		}
 	}
 }
