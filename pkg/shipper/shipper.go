@@ -71,9 +71,10 @@ func (s *Shipper) readState() (map[ulid.ULID]bool, bool, error) {
 		return nil, false, fmt.Errorf("read %s: %w", StateFilename, err)
 	}
 	var st state
-	if err := json.Unmarshal(b, &st); err != nil {
-		// A damaged state file: the bucket is the truth.
-		s.logger.Warn("shipper state file unreadable; checking the bucket instead", "file", StateFilename, "err", err)
+	if err := json.Unmarshal(b, &st); err != nil || st.Version != 1 {
+		// A damaged state file, or one of a format this shipper does
+		// not know: the bucket is the truth.
+		s.logger.Warn("shipper state file unreadable; checking the bucket instead", "file", StateFilename, "version", st.Version, "err", err)
 		return map[ulid.ULID]bool{}, false, nil
 	}
 	out := map[ulid.ULID]bool{}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/oklog/ulid/v2"
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/thanos-io/objstore"
 
@@ -107,8 +108,17 @@ func (s *Sidecar) check(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if minB, maxB := flags["storage.tsdb.min-block-duration"], flags["storage.tsdb.max-block-duration"]; minB != maxB && !s.cfg.UploadCompacted {
-		return errRefused{fmt.Sprintf("Prometheus compacts blocks locally (--storage.tsdb.min-block-duration=%s, --storage.tsdb.max-block-duration=%s): set both to the same value (2h) or pass --shipper.upload-compacted", minB, maxB)}
+	if !s.cfg.UploadCompacted {
+		minB, maxB := flags["storage.tsdb.min-block-duration"], flags["storage.tsdb.max-block-duration"]
+		// Compared as durations: 2h and 120m are the same.
+		minD, minErr := model.ParseDuration(minB)
+		maxD, maxErr := model.ParseDuration(maxB)
+		if minErr != nil || maxErr != nil {
+			return fmt.Errorf("read Prometheus' block durations (--storage.tsdb.min-block-duration=%q, --storage.tsdb.max-block-duration=%q): %w", minB, maxB, errors.Join(minErr, maxErr))
+		}
+		if minD != maxD {
+			return errRefused{fmt.Sprintf("Prometheus compacts blocks locally (--storage.tsdb.min-block-duration=%s, --storage.tsdb.max-block-duration=%s): set both to the same value (2h) or pass --shipper.upload-compacted", minB, maxB)}
+		}
 	}
 	minT := s.blocksMinTime()
 	if headMin, ok, err := s.prom.HeadMinTime(ctx); err == nil && ok && headMin < minT {
@@ -190,17 +200,25 @@ func (s *Sidecar) run(ctx context.Context) error {
 		case <-time.After(wait):
 		}
 		wait = s.cfg.Refresh
+		refusedNow := false
 		if err := s.checkBounded(ctx); err != nil {
 			var refused errRefused
 			if errors.As(err, &refused) {
-				return refused
+				// Refused at start, the sidecar exits; a Prometheus
+				// reloaded into a configuration it refuses does not
+				// take the StoreAPI down with it, but no block is
+				// shipped until it is fixed.
+				refusedNow = true
+				s.rt.Readiness.SetNotReady(refused.Error())
+				logger.Error("Prometheus' configuration changed to one the sidecar refuses; not shipping until it is fixed", "err", refused)
+			} else {
+				s.rt.Readiness.SetNotReady(fmt.Sprintf("Prometheus at %s does not answer: %v", s.prom.URL(), err))
+				logger.Warn("cannot read Prometheus' settings; keeping the last ones", "err", err)
 			}
-			s.rt.Readiness.SetNotReady(fmt.Sprintf("Prometheus at %s does not answer: %v", s.prom.URL(), err))
-			logger.Warn("cannot read Prometheus' settings; keeping the last ones", "err", err)
 		} else {
 			s.rt.Readiness.SetReady()
 		}
-		if sh != nil && !time.Now().Before(nextShip) {
+		if sh != nil && !refusedNow && !time.Now().Before(nextShip) {
 			if _, err := sh.Sync(ctx); err != nil && ctx.Err() == nil {
 				shipFailures++
 				backoff := shipBackoff(s.cfg.Refresh, shipFailures)

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -119,4 +120,40 @@ func TestPrometheusHangs(t *testing.T) {
 		t.Fatal(err)
 	}
 	e2e.Eventually(t, time.Minute, 200*time.Millisecond, shipped(next...))
+}
+
+// TestRefusals: the sidecar refuses, naming what to change, a Prometheus
+// without external labels and one that compacts blocks itself; block
+// durations are compared as durations (2h is 120m).
+func TestRefusals(t *testing.T) {
+	cases := []struct {
+		name  string
+		opts  e2e.PrometheusOptions
+		wants string // empty: the sidecar becomes ready
+	}{
+		{"no external labels", e2e.PrometheusOptions{}, "global.external_labels"},
+		{"local compaction", e2e.PrometheusOptions{ExternalLabels: map[string]string{"replica": "a"},
+			ExtraArgs: []string{"--storage.tsdb.min-block-duration=2h", "--storage.tsdb.max-block-duration=6h"}}, "--shipper.upload-compacted"},
+		{"2h and 120m", e2e.PrometheusOptions{ExternalLabels: map[string]string{"replica": "a"},
+			ExtraArgs: []string{"--storage.tsdb.min-block-duration=2h", "--storage.tsdb.max-block-duration=120m"}}, ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			prom := e2e.StartPrometheus(t, c.opts)
+			sc := e2e.StartStrataNoWait(t, "sidecar", true, "", "--prometheus.url="+prom.URL, "--tsdb.path="+prom.DataDir)
+			if c.wants == "" {
+				sc.WaitReady()
+				return
+			}
+			e2e.Eventually(t, time.Minute, 200*time.Millisecond, func() error {
+				if !sc.Exited() {
+					return fmt.Errorf("the sidecar still runs")
+				}
+				return nil
+			})
+			if !strings.Contains(sc.Logs(), c.wants) {
+				t.Fatalf("the sidecar's refusal does not name %q:\n%s", c.wants, sc.Logs())
+			}
+		})
+	}
 }
