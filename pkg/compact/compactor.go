@@ -124,19 +124,29 @@ func (c *Compactor) RunOnce(ctx context.Context) error {
 }
 
 func (c *Compactor) runOnce(ctx context.Context) error {
+	// What a crash left of earlier runs' work (downloaded sources,
+	// half-written results): runs do not overlap, so all of it is
+	// garbage, and for groups not compacted again it would stay forever.
+	for _, sub := range []string{"compact", "downsample"} {
+		if err := os.RemoveAll(filepath.Join(c.cfg.DataDir, sub)); err != nil {
+			return fmt.Errorf("clean --data-dir: %w", err)
+		}
+	}
 	listing, err := c.lister.List(ctx)
 	if err != nil {
 		return err
 	}
 	c.cleanPartial(ctx, listing)
+	// Errors of deletions, kept apart: the compaction loop below keeps
+	// only its last round's.
+	var deleteErr, errs []error
 	if err := c.deleteDue(ctx, listing); err != nil {
-		return err
+		deleteErr = append(deleteErr, err)
 	}
 	if err := c.markRedundant(ctx, listing); err != nil {
-		return err
+		return errors.Join(append(deleteErr, err)...)
 	}
 
-	var errs []error
 	skipped := false
 	for {
 		listing, err = c.lister.List(ctx)
@@ -215,7 +225,7 @@ func (c *Compactor) runOnce(ctx context.Context) error {
 	if err := c.applyRetention(ctx, listing); err != nil {
 		errs = append(errs, err)
 	}
-	return errors.Join(errs...)
+	return errors.Join(append(deleteErr, errs...)...)
 }
 
 // unreadable is an error when the listing could not read some blocks. A
@@ -388,16 +398,20 @@ func subset(a, b []ulid.ULID) bool {
 
 // deleteDue deletes blocks whose deletion mark is older than the delay.
 func (c *Compactor) deleteDue(ctx context.Context, l *block.Listing) error {
+	var errs []error
 	for id, mark := range l.DeletionMarks {
 		if time.Since(time.Unix(mark.DeletionTime, 0)) < c.cfg.DeleteDelay {
 			continue
 		}
 		if err := block.Delete(ctx, c.logger, c.bkt, id); err != nil {
-			return err
+			// One block that cannot be deleted must not hold up the
+			// others, nor compaction: it is tried again next run.
+			errs = append(errs, fmt.Errorf("delete block %s: %w", id, err))
+			continue
 		}
 		c.m.deletions.Inc()
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // cleanPartial removes partial uploads old enough that no upload can still

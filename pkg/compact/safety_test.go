@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -227,5 +229,71 @@ func TestEveryGroupErrorReported(t *testing.T) {
 		if !strings.Contains(err.Error(), w) {
 			t.Fatalf("%s missing from the run's error:\n%v", w, err)
 		}
+	}
+}
+
+// TestLeftoversOfACrashAreRemoved: work directories a crashed run left in
+// --data-dir go at the next run; the meta cache stays.
+func TestLeftoversOfACrashAreRemoved(t *testing.T) {
+	bkt := newBucket(t)
+	c, _ := newCompactor(t, bkt, Config{})
+	stale := []string{filepath.Join(c.cfg.DataDir, "compact", "0-deadbeef", "01ABC", "chunks"), filepath.Join(c.cfg.DataDir, "downsample", "01ABC")}
+	for _, d := range stale {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.RunOnce(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range stale {
+		if _, err := os.Stat(d); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("%s left after a run: %v", d, err)
+		}
+	}
+}
+
+// deleteFailBucket fails deleting the objects of some blocks.
+type deleteFailBucket struct {
+	objstore.InstrumentedBucket
+	bad map[string]bool
+}
+
+func (b *deleteFailBucket) Delete(ctx context.Context, name string) error {
+	if b.bad[strings.SplitN(name, "/", 2)[0]] {
+		return errors.New("access denied")
+	}
+	return b.InstrumentedBucket.Delete(ctx, name)
+}
+
+// TestUndeletableBlockHoldsUpNothing: a marked block that cannot be deleted
+// is reported and tried again, while the other due deletions and the
+// compaction go on.
+func TestUndeletableBlockHoldsUpNothing(t *testing.T) {
+	ctx := context.Background()
+	db := &deleteFailBucket{InstrumentedBucket: newBucket(t), bad: map[string]bool{}}
+	base := time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC).UnixMilli()
+	marked := writeBlocks(t, db, map[string]string{"cluster": "old"}, base-100*3600_000, [2]int64{0, 2}, [2]int64{2, 4})
+	for _, id := range marked {
+		if _, err := block.MarkForDeletion(ctx, logger, db, id, "test"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db.bad[marked[0].String()] = true
+	writeBlocks(t, db, map[string]string{"cluster": "c"}, base, [2]int64{0, 2}, [2]int64{2, 4}, [2]int64{4, 6}, [2]int64{6, 8}, [2]int64{8, 10})
+	c, _ := newCompactor(t, db, Config{DeleteDelay: time.Nanosecond})
+	err := c.RunOnce(ctx)
+	if err == nil || !strings.Contains(err.Error(), marked[0].String()) {
+		t.Fatalf("want an error naming the undeletable block %s, got %v", marked[0], err)
+	}
+	if ok, _ := db.Exists(ctx, marked[1].String()+"/"+block.MetaFilename); ok {
+		t.Fatalf("the other due block %s was not deleted", marked[1])
+	}
+	var compacted bool
+	for _, m := range live(t, db.InstrumentedBucket) {
+		compacted = compacted || len(m.Compaction.Sources) == 4
+	}
+	if !compacted {
+		t.Fatal("compaction did not run past a failed deletion")
 	}
 }
