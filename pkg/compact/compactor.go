@@ -415,11 +415,22 @@ func (c *Compactor) deleteDue(ctx context.Context, l *block.Listing) error {
 }
 
 // cleanPartial removes partial uploads old enough that no upload can still
-// be running: an uploader writes meta.json within minutes.
+// be running: an uploader writes meta.json within minutes. Old enough by
+// its ULID and by its newest object: a sidecar may ship a block created
+// days ago (after a bucket outage, or a lost state file), and deleting its
+// chunks mid-upload would leave it complete but for them.
 func (c *Compactor) cleanPartial(ctx context.Context, l *block.Listing) {
 	age := max(c.cfg.PartialUploadAge, c.cfg.ConsistencyDelay)
 	for id := range l.Partial {
 		if time.Since(ulid.Time(id.Time())) < age {
+			continue
+		}
+		newest, err := c.newestObject(ctx, id)
+		if err != nil {
+			c.logger.Warn("cannot tell whether a partial upload is still going on; leaving it", "block", id, "err", err)
+			continue
+		}
+		if time.Since(newest) < age {
 			continue
 		}
 		if err := block.Delete(ctx, c.logger, c.bkt, id); err != nil {
@@ -429,6 +440,22 @@ func (c *Compactor) cleanPartial(ctx context.Context, l *block.Listing) {
 		c.m.partialDeleted.Inc()
 		c.logger.Info("removed abandoned partial upload", "block", id)
 	}
+}
+
+// newestObject is when the newest object of block id was written.
+func (c *Compactor) newestObject(ctx context.Context, id ulid.ULID) (time.Time, error) {
+	var newest time.Time
+	err := c.bkt.Iter(ctx, id.String()+"/", func(name string) error {
+		a, err := c.bkt.Attributes(ctx, name)
+		if err != nil {
+			return fmt.Errorf("attributes of %s: %w", name, err)
+		}
+		if a.LastModified.After(newest) {
+			newest = a.LastModified
+		}
+		return nil
+	}, objstore.WithRecursiveIter())
+	return newest, err
 }
 
 // applyRetention marks blocks past their resolution's retention.

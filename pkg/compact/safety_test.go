@@ -2,6 +2,7 @@ package compact
 
 import (
 	"context"
+	crand "crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -17,6 +18,7 @@ import (
 	"github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/tsdb"
 	"github.com/thanos-io/objstore"
+	"github.com/thanos-io/objstore/providers/filesystem"
 
 	"github.com/strata-metrics/strata/pkg/block"
 )
@@ -295,5 +297,43 @@ func TestUndeletableBlockHoldsUpNothing(t *testing.T) {
 	}
 	if !compacted {
 		t.Fatal("compaction did not run past a failed deletion")
+	}
+}
+
+// TestPartialUploadAge: a partial upload goes once its ULID and its newest
+// object are both older than the partial upload age; one whose ULID is old
+// but that is being written now (a sidecar shipping an old block) stays.
+func TestPartialUploadAge(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	fs, err := filesystem.NewBucket(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bkt := objstore.WrapWithMetrics(fs, nil, "test")
+	old := ulid.MustNew(ulid.Timestamp(time.Now().Add(-72*time.Hour)), crand.Reader)
+	for _, name := range []string{"chunks/000001", "index"} {
+		if err := bkt.Upload(ctx, old.String()+"/"+name, strings.NewReader("data")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, _ := newCompactor(t, bkt, Config{})
+	if err := c.RunOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := bkt.Exists(ctx, old.String()+"/index"); !ok {
+		t.Fatal("an upload written just now was removed for its old ULID")
+	}
+	then := time.Now().Add(-72 * time.Hour)
+	for _, name := range []string{"chunks/000001", "index"} {
+		if err := os.Chtimes(filepath.Join(dir, old.String(), filepath.FromSlash(name)), then, then); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.RunOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := bkt.Exists(ctx, old.String()+"/index"); ok {
+		t.Fatal("an abandoned partial upload was not removed")
 	}
 }
