@@ -159,6 +159,7 @@ func (c *Compactor) runOnce(ctx context.Context) error {
 			break
 		}
 		groups := groupBlocks(c.eligible(listing), c.cfg.ReplicaLabels)
+		addNoCompact(groups, listing, c.cfg.ReplicaLabels)
 		c.m.groups.Set(float64(len(groups)))
 		progressed, left := false, 0
 		errs = errs[:0]
@@ -515,4 +516,23 @@ func sameStream(m, o *block.Meta, replicaLabels []string) bool {
 	b.Reset(ol)
 	b.Del(replicaLabels...)
 	return labels.Equal(ml, b.Labels())
+}
+
+// addNoCompact gives each group its no-compact-marked blocks, which its
+// plans must not span.
+func addNoCompact(groups []*Group, l *block.Listing, replicaLabels []string) {
+	byKey := map[string]*Group{}
+	for _, g := range groups {
+		byKey[g.Key] = g
+	}
+	for id := range l.NoCompactMarks {
+		m := l.Metas[id]
+		if m == nil || l.DeletionMarks[id] != nil {
+			continue
+		}
+		key, _ := groupKey(m, replicaLabels)
+		if g := byKey[key]; g != nil {
+			g.NoCompact = append(g.NoCompact, m)
+		}
+	}
 }

@@ -271,10 +271,24 @@ func TestNoCompactMarkAndPlanning(t *testing.T) {
 	if !kept {
 		t.Fatalf("the no-compact block was compacted: %v", names)
 	}
-	// The 8h window [0h,8h) holds blocks 0, 2, 3 (1 is excluded): compacted;
+	// The 8h window [0h,8h) holds blocks 0, 2, 3 and the marked block 1:
+	// no compaction spans block 1, so only 2 and 3 become one block (were
+	// 0 compacted with them, removing the mark would leave an overlap);
 	// [8h,10h) is the newest, incomplete window: left.
-	if len(got) != 3 {
+	if len(got) != 4 {
 		t.Fatalf("blocks after compaction: %v", names)
+	}
+	for _, b := range got {
+		if b.ULID != ids[1] && b.MinTime < base+4*3600_000 && b.MaxTime > base+2*3600_000 {
+			t.Fatalf("block %s [%d,%d) spans the no-compact block: %v", b.ULID, b.MinTime, b.MaxTime, names)
+		}
+	}
+	// With the mark removed, the blocks plan as usual: no overlap.
+	if err := bkt.Delete(ctx, ids[1].String()+"/"+block.NoCompactMarkFilename); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.RunOnce(ctx); err != nil {
+		t.Fatalf("after the no-compact mark is removed: %v", err)
 	}
 }
 

@@ -20,6 +20,18 @@ type Group struct {
 	Labels     labels.Labels // external labels, less the replica labels
 	Resolution int64
 	Blocks     []*block.Meta // sorted by MinTime
+	// NoCompact are the group's blocks with a no-compact mark: no
+	// compaction spans them, so that removing the mark later does not
+	// leave an overlap behind (Thanos splits its plans at them too).
+	NoCompact []*block.Meta
+}
+
+// groupKey is the key of the group of m.
+func groupKey(m *block.Meta, replicaLabels []string) (string, labels.Labels) {
+	b := labels.NewBuilder(m.LabelSet())
+	b.Del(replicaLabels...)
+	lset := b.Labels()
+	return fmt.Sprintf("%d@%v", m.Thanos.Downsample.Resolution, lset.Hash()), lset
 }
 
 // groupBlocks groups blocks by resolution and external labels without the
@@ -28,10 +40,7 @@ type Group struct {
 func groupBlocks(metas []*block.Meta, replicaLabels []string) []*Group {
 	byKey := map[string]*Group{}
 	for _, m := range metas {
-		b := labels.NewBuilder(m.LabelSet())
-		b.Del(replicaLabels...)
-		lset := b.Labels()
-		key := fmt.Sprintf("%d@%v", m.Thanos.Downsample.Resolution, lset.Hash())
+		key, lset := groupKey(m, replicaLabels)
 		g, ok := byKey[key]
 		if !ok {
 			g = &Group{Key: key, Labels: lset, Resolution: m.Thanos.Downsample.Resolution}
@@ -91,7 +100,10 @@ func overlaps(blocks []*block.Meta) []*block.Meta {
 // above the smallest, the oldest aligned window holding more than one block
 // that is complete: the newest block of the group ends at or after the
 // window's end, so no more data is coming for it.
-func plan(blocks []*block.Meta, ranges []int64, vertical bool) ([]*block.Meta, error) {
+//
+// No window spans a block in barriers (no-compact-marked blocks of the
+// stream): the blocks on either side of one are planned apart.
+func plan(blocks, barriers []*block.Meta, ranges []int64, vertical bool) ([]*block.Meta, error) {
 	if ov := overlaps(blocks); ov != nil {
 		if !vertical {
 			return nil, &OverlapError{Blocks: ov}
@@ -101,7 +113,24 @@ func plan(blocks []*block.Meta, ranges []int64, vertical bool) ([]*block.Meta, e
 	if len(blocks) < 2 {
 		return nil, nil
 	}
+	// The newest eligible block says which windows are complete.
 	newest := blocks[len(blocks)-1].MaxTime
+	var isBarrier map[*block.Meta]bool
+	if len(barriers) > 0 {
+		isBarrier = map[*block.Meta]bool{}
+		blocks = append([]*block.Meta(nil), blocks...)
+		for _, b := range barriers {
+			isBarrier[b] = true
+			blocks = append(blocks, b)
+		}
+		sort.SliceStable(blocks, func(i, j int) bool { return blocks[i].MinTime < blocks[j].MinTime })
+	}
+	return planWindows(blocks, isBarrier, ranges, newest), nil
+}
+
+// planWindows is plan's search for the oldest complete window with more
+// than one block; a barrier closes the window it falls in.
+func planWindows(blocks []*block.Meta, isBarrier map[*block.Meta]bool, ranges []int64, newest int64) []*block.Meta {
 	for _, r := range ranges[1:] {
 		var (
 			window []*block.Meta
@@ -114,10 +143,17 @@ func plan(blocks []*block.Meta, ranges []int64, vertical bool) ([]*block.Meta, e
 			return nil
 		}
 		for _, b := range blocks {
+			if isBarrier[b] {
+				if out := flush(); out != nil {
+					return out
+				}
+				window, start = nil, -1
+				continue
+			}
 			if b.MaxTime-b.MinTime >= r {
 				// Already this big or bigger: not part of this level.
 				if out := flush(); out != nil {
-					return out, nil
+					return out
 				}
 				window, start = nil, -1
 				continue
@@ -126,24 +162,24 @@ func plan(blocks []*block.Meta, ranges []int64, vertical bool) ([]*block.Meta, e
 			if b.MaxTime > ws+r {
 				// Crosses the window boundary (unaligned): leave it.
 				if out := flush(); out != nil {
-					return out, nil
+					return out
 				}
 				window, start = nil, -1
 				continue
 			}
 			if ws != start {
 				if out := flush(); out != nil {
-					return out, nil
+					return out
 				}
 				window, start = nil, ws
 			}
 			window = append(window, b)
 		}
 		if out := flush(); out != nil {
-			return out, nil
+			return out
 		}
 	}
-	return nil, nil
+	return nil
 }
 
 func mod(a, b int64) int64 {
@@ -171,9 +207,14 @@ func planGroup(g *Group, ranges []int64, vertical bool, replicaLabels []string) 
 		}
 		streams[h] = append(streams[h], b)
 	}
+	barriers := map[uint64][]*block.Meta{}
+	for _, b := range g.NoCompact {
+		h := b.LabelSet().Hash()
+		barriers[h] = append(barriers[h], b)
+	}
 	sort.Slice(keys, func(i, j int) bool { return keys[i] < keys[j] })
 	for _, k := range keys {
-		srcs, err := plan(streams[k], ranges, vertical)
+		srcs, err := plan(streams[k], barriers[k], ranges, vertical)
 		if err != nil || len(srcs) > 0 {
 			return srcs, false, err
 		}
