@@ -194,7 +194,7 @@ func (b *bucketBlock) chunk(ref chunks.ChunkRef) (chunkenc.Encoding, []byte, err
 		return 0, nil, fmt.Errorf("block %s: %w", b.meta.ULID, err)
 	}
 	l, n := binary.Uvarint(head)
-	if n <= 0 || int(l) < 0 || off+n+1+int(l)+crc32.Size > seg.Len() {
+	if n <= 0 || l > uint64(seg.Len()) || off+n+1+int(l)+crc32.Size > seg.Len() {
 		return 0, nil, fmt.Errorf("block %s: chunk %d in %s: bad length", b.meta.ULID, off, seg.name)
 	}
 	body := seg.Range(off+n, off+n+1+int(l)+crc32.Size)

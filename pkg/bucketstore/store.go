@@ -159,7 +159,7 @@ func (s *Store) Sync(ctx context.Context) error {
 	}
 	for id, err := range l.Failed {
 		s.badBlocks.Inc()
-		s.logger.Warn("skipping block that could not be read", "block", id, "err", err)
+		s.logger.Warn("could not read block; serving it as before if it was served, trying again next sync", "block", id, "err", err)
 	}
 	keep := map[ulid.ULID]*block.Meta{}
 	for id, m := range l.Metas {
@@ -182,6 +182,11 @@ func (s *Store) Sync(ctx context.Context) error {
 	s.mu.Lock()
 	for id := range s.blocks {
 		if keep[id] == nil {
+			if _, failed := l.Failed[id]; failed {
+				// Not read this time (a bucket fault), not gone: it
+				// stays served, with its local index copy.
+				continue
+			}
 			delete(s.blocks, id)
 			// A request may still read its mapping; the file goes now,
 			// the mapping with the block (see bucketBlock.index).
@@ -639,7 +644,7 @@ func (s *Store) LabelNames(ctx context.Context, req *storepb.LabelNamesRequest) 
 		if err != nil {
 			return nil, status.Error(codes.Internal, err.Error())
 		}
-		names, err := ir.LabelNames(ctx, series...)
+		names, err := blockLabelNames(ctx, ir, series)
 		if err != nil {
 			return nil, status.Error(codes.Internal, b.indexErr(err).Error())
 		}
@@ -683,7 +688,7 @@ func (s *Store) LabelValues(ctx context.Context, req *storepb.LabelValuesRequest
 		if err != nil {
 			return nil, status.Error(codes.Internal, err.Error())
 		}
-		vals, err := ir.LabelValues(ctx, req.Label, nil, series...)
+		vals, err := blockLabelValues(ctx, ir, req.Label, series)
 		if err != nil {
 			return nil, status.Error(codes.Internal, b.indexErr(err).Error())
 		}
@@ -692,6 +697,49 @@ func (s *Store) LabelValues(ctx context.Context, req *storepb.LabelValuesRequest
 		}
 	}
 	return &storepb.LabelValuesResponse{Values: sortedKeys(set)}, nil
+}
+
+// blockLabelNames are the label names of the block's series that match ms
+// (all series without matchers). Prometheus' index reader takes no
+// matchers itself.
+func blockLabelNames(ctx context.Context, ir *index.Reader, ms []*labels.Matcher) ([]string, error) {
+	if len(ms) == 0 {
+		return ir.LabelNames(ctx)
+	}
+	p, err := tsdb.PostingsForMatchers(ctx, ixReader{ir}, ms...)
+	if err != nil {
+		return nil, fmt.Errorf("postings: %w", err)
+	}
+	return ir.LabelNamesFor(ctx, p)
+}
+
+// blockLabelValues are the values of label name over the block's series
+// that match ms (all series without matchers).
+func blockLabelValues(ctx context.Context, ir *index.Reader, name string, ms []*labels.Matcher) ([]string, error) {
+	if len(ms) == 0 {
+		return ir.LabelValues(ctx, name, nil)
+	}
+	p, err := tsdb.PostingsForMatchers(ctx, ixReader{ir}, ms...)
+	if err != nil {
+		return nil, fmt.Errorf("postings: %w", err)
+	}
+	set := map[string]struct{}{}
+	var sb labels.ScratchBuilder
+	for n := 0; p.Next(); n++ {
+		if n%1024 == 0 && ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		if err := ir.Series(p.At(), &sb, nil); err != nil {
+			return nil, fmt.Errorf("series: %w", err)
+		}
+		if v := sb.Labels().Get(name); v != "" {
+			set[v] = struct{}{}
+		}
+	}
+	if err := p.Err(); err != nil {
+		return nil, err
+	}
+	return sortedKeys(set), nil
 }
 
 func sortedKeys(m map[string]struct{}) []string {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"math"
 	"sync"
 
 	"github.com/prometheus/prometheus/tsdb/chunkenc"
@@ -163,6 +164,11 @@ func (w *chunkWindows) load(b *bucketBlock, seq int, p *segmentPlan) error {
 		end = o
 	}
 	end = min(end+chunkSlack, int(seg.size))
+	if start >= end {
+		// An offset at or past the end of the segment (a truncated
+		// file, a corrupt index).
+		return fmt.Errorf("block %s: chunk at %d past the end of %s (%d bytes)", b.meta.ULID, start, seg.name, seg.size)
+	}
 	rc, err := b.bkt.GetRange(b.ctx, seg.name, int64(start), int64(end-start))
 	if err != nil {
 		return fmt.Errorf("read %s bytes %d-%d: %w", seg.name, start, end, err)
@@ -191,7 +197,9 @@ func parseChunk(buf []byte) (enc chunkenc.Encoding, data []byte, ok bool, err er
 	if n == 0 {
 		return 0, nil, false, nil
 	}
-	if n < 0 || int(l) < 0 {
+	if n < 0 || l > math.MaxInt32 {
+		// Compared as uint64: a corrupt length must not overflow into
+		// a slice bound that passes the check below.
 		return 0, nil, false, fmt.Errorf("bad length")
 	}
 	total := n + 1 + int(l) + crc32.Size

@@ -1,0 +1,172 @@
+package bucketstore
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"io"
+	"math"
+	"os"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/prometheus/tsdb/chunks"
+	"github.com/thanos-io/objstore"
+
+	"github.com/strata-metrics/strata/api/proto/storepb"
+	"github.com/strata-metrics/strata/pkg/blockgen"
+)
+
+// TestCorruptChunksDoNotCrash: a chunk length or offset that a corrupt
+// segment or index makes absurd is an error for the request, not a panic
+// that takes the store down.
+func TestCorruptChunksDoNotCrash(t *testing.T) {
+	ctx := context.Background()
+	buf := make([]byte, 64)
+	binary.PutUvarint(buf, math.MaxInt64-2)
+	if _, _, _, err := parseChunk(buf); err == nil {
+		t.Fatal("a chunk length past any buffer must be an error")
+	}
+
+	bkt := newBucket(t)
+	end := time.Date(2026, 7, 1, 0, 0, 0, 0, time.UTC).UnixMilli()
+	blocks, err := blockgen.WriteBucket(ctx, logger, blockgen.Config{Seed: 1, Targets: 5, MinTime: end - 2*3600_000, MaxTime: end,
+		ExternalLabels: map[string]string{"cluster": "c"}}, bkt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := blocks[0].Meta.ULID.String()
+
+	// An offset past the end of its segment, read through a window.
+	b := newBucketBlock(ctx, blocks[0].Meta, bkt, newPageCache("test", 1<<20, nil), t.TempDir())
+	seg, err := b.segment(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := chunks.ChunkRef(uint64(seg.size) + 100)
+	if _, _, err := newChunkWindows([]matched{{chks: []blockChunk{{b: b, ref: ref}}}}).chunk(b, ref); err == nil || !strings.Contains(err.Error(), id) {
+		t.Fatalf("a chunk past the end of its segment: want an error naming the block, got %v", err)
+	}
+
+	// The first chunk's length overwritten with a huge one; a request wide
+	// enough to read through windows.
+	name := id + "/chunks/000001"
+	rc, err := bkt.Get(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	binary.PutUvarint(data[8:], math.MaxInt64-2) // after the segment header
+	if err := bkt.Upload(ctx, name, bytes.NewReader(data)); err != nil {
+		t.Fatal(err)
+	}
+	client, _, _ := serve(t, bkt, Config{ChunkCacheBytes: pageSize})
+	all := []*storepb.LabelMatcher{{Type: storepb.LabelMatcher_RE, Name: "__name__", Value: ".+"}}
+	if _, _, err := series(t, client, &storepb.SeriesRequest{MinTime: math.MinInt64, MaxTime: math.MaxInt64, Matchers: all}); err == nil || !strings.Contains(err.Error(), id) {
+		t.Fatalf("a corrupt chunk length: want an error naming the block, got %v", err)
+	}
+}
+
+// TestLabelsWithSeriesMatchers: label names and values restricted by series
+// matchers (Grafana's label_values(metric, label)) answer for the matching
+// series only.
+func TestLabelsWithSeriesMatchers(t *testing.T) {
+	ctx := context.Background()
+	bkt := newBucket(t)
+	end := time.Date(2026, 7, 1, 0, 0, 0, 0, time.UTC).UnixMilli()
+	if _, err := blockgen.WriteBucket(ctx, logger, blockgen.Config{Seed: 1, Targets: 2, MinTime: end - 2*3600_000, MaxTime: end,
+		ExternalLabels: map[string]string{"cluster": "c"}}, bkt); err != nil {
+		t.Fatal(err)
+	}
+	client, _, _ := serve(t, bkt, Config{ChunkCacheBytes: 1 << 20})
+	load := []*storepb.LabelMatcher{{Type: storepb.LabelMatcher_EQ, Name: "__name__", Value: "node_load1"}}
+	names, err := client.LabelNames(ctx, &storepb.LabelNamesRequest{Start: math.MinInt64, End: math.MaxInt64, Matchers: load})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(names.Names, "instance") || !slices.Contains(names.Names, "cluster") || slices.Contains(names.Names, "le") {
+		t.Fatalf("label names of node_load1: %v", names.Names)
+	}
+	vals, err := client.LabelValues(ctx, &storepb.LabelValuesRequest{Label: "job", Start: math.MinInt64, End: math.MaxInt64, Matchers: load})
+	if err != nil {
+		t.Fatal(err)
+	}
+	all, err := client.LabelValues(ctx, &storepb.LabelValuesRequest{Label: "job", Start: math.MinInt64, End: math.MaxInt64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(vals.Values) != 1 || len(all.Values) < 2 || !slices.Contains(all.Values, vals.Values[0]) {
+		t.Fatalf("job of node_load1: %v, of every series: %v", vals.Values, all.Values)
+	}
+	inst, err := client.LabelValues(ctx, &storepb.LabelValuesRequest{Label: "instance", Start: math.MinInt64, End: math.MaxInt64, Matchers: load})
+	if err != nil || len(inst.Values) != 2 {
+		t.Fatalf("instances of node_load1: %v, %v; want the 2 targets", inst.GetValues(), err)
+	}
+}
+
+// listFailBucket fails listing one block once, as a transient S3 error.
+type listFailBucket struct {
+	objstore.InstrumentedBucket
+	prefix string
+	fail   atomic.Bool
+}
+
+func (b *listFailBucket) Iter(ctx context.Context, dir string, f func(string) error, opts ...objstore.IterOption) error {
+	if dir == b.prefix && b.fail.CompareAndSwap(true, false) {
+		return errors.New("503 SlowDown")
+	}
+	return b.InstrumentedBucket.Iter(ctx, dir, f, opts...)
+}
+
+func (b *listFailBucket) ReaderWithExpectedErrs(objstore.IsOpFailureExpectedFunc) objstore.BucketReader {
+	return b
+}
+
+// TestUnreadableBlockStaysServed: a block the bucket fails to list once is
+// not gone: it stays served, with its local index copy.
+func TestUnreadableBlockStaysServed(t *testing.T) {
+	ctx := context.Background()
+	base := newBucket(t)
+	end := time.Date(2026, 7, 1, 0, 0, 0, 0, time.UTC).UnixMilli()
+	blocks, err := blockgen.WriteBucket(ctx, logger, blockgen.Config{Seed: 1, Targets: 1, MinTime: end - 4*3600_000, MaxTime: end,
+		ExternalLabels: map[string]string{"cluster": "c"}}, base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fb := &listFailBucket{InstrumentedBucket: base, prefix: blocks[0].Meta.ULID.String() + "/"}
+	dir := t.TempDir()
+	client, _, s := serve(t, fb, Config{DataDir: dir, ChunkCacheBytes: 1 << 20})
+	load := []*storepb.LabelMatcher{{Type: storepb.LabelMatcher_EQ, Name: "__name__", Value: "node_load1"}}
+	want, _, err := series(t, client, &storepb.SeriesRequest{MinTime: math.MinInt64, MaxTime: math.MaxInt64, Matchers: load})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := len(s.snapshot())
+	fb.fail.Store(true)
+	if err := s.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if after := len(s.snapshot()); after != before {
+		t.Fatalf("after a transient listing error: %d blocks served, %d before", after, before)
+	}
+	if _, err := os.Stat(indexPath(dir, blocks[0].Meta.ULID.String())); err != nil {
+		t.Fatalf("the block's local index copy went: %v", err)
+	}
+	got, _, err := series(t, client, &storepb.SeriesRequest{MinTime: math.MinInt64, MaxTime: math.MaxInt64, Matchers: load})
+	if err != nil || len(got) != len(want) {
+		t.Fatalf("%d series after the fault, %d before: %v", len(got), len(want), err)
+	}
+	for k, v := range want {
+		if len(got[k]) != len(v) {
+			t.Fatalf("%s: %d samples after the fault, %d before", k, len(got[k]), len(v))
+		}
+	}
+}
