@@ -2,6 +2,7 @@ package endpoint
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math"
@@ -50,6 +51,12 @@ type Set struct {
 
 	mu        sync.RWMutex
 	endpoints map[string]*Endpoint
+
+	// The last targets each SD file and DNS name gave: a file caught half
+	// written or a failed lookup keeps them rather than dropping their
+	// endpoints, as in Prometheus' file SD and Thanos.
+	resolveMu sync.Mutex
+	lastGood  map[string][]string
 }
 
 // NewSet returns a set; call Refresh (or Run) to populate it.
@@ -152,16 +159,33 @@ func (s *Set) Refresh(ctx context.Context) {
 }
 
 // resolve returns the set of addresses the configuration names now. A
-// failed lookup keeps nothing of that name and is logged.
+// file that cannot be read or a failed lookup keeps what it gave last
+// time, and is logged.
 func (s *Set) resolve(ctx context.Context) map[string]bool {
+	s.resolveMu.Lock()
+	defer s.resolveMu.Unlock()
+	if s.lastGood == nil {
+		s.lastGood = map[string][]string{}
+	}
+	// remember records a good answer for key, or on err returns the last.
+	remember := func(key string, got []string, err error) []string {
+		if dnsErr, ok := errors.AsType[*net.DNSError](err); ok && dnsErr.IsNotFound {
+			// The name is gone, not unreachable: so are its endpoints.
+			err = nil
+		}
+		if err != nil {
+			return s.lastGood[key]
+		}
+		s.lastGood[key] = got
+		return got
+	}
 	specs := slices.Clone(s.cfg.Endpoints)
 	for _, f := range s.cfg.SDFiles {
 		targets, err := readSDFile(f)
 		if err != nil {
-			s.cfg.Logger.Warn("cannot read endpoint SD file", "file", f, "err", err)
-			continue
+			s.cfg.Logger.Warn("cannot read endpoint SD file; keeping its last targets", "file", f, "err", err, "kept", len(s.lastGood["file:"+f]))
 		}
-		specs = append(specs, targets...)
+		specs = append(specs, remember("file:"+f, targets, err)...)
 	}
 	out := map[string]bool{}
 	for _, spec := range specs {
@@ -176,21 +200,27 @@ func (s *Set) resolve(ctx context.Context) map[string]bool {
 		case "dns":
 			host, port, _ := net.SplitHostPort(name)
 			ips, err := s.resolver.LookupHost(ctx, host)
-			if err != nil {
-				s.cfg.Logger.Warn("DNS lookup of endpoint failed", "endpoint", spec, "err", err)
-				continue
-			}
+			var addrs []string
 			for _, ip := range ips {
-				out[net.JoinHostPort(ip, port)] = true
+				addrs = append(addrs, net.JoinHostPort(ip, port))
+			}
+			if err != nil {
+				s.cfg.Logger.Warn("DNS lookup of endpoint failed; keeping its last addresses", "endpoint", spec, "err", err, "kept", len(s.lastGood[spec]))
+			}
+			for _, a := range remember(spec, addrs, err) {
+				out[a] = true
 			}
 		case "dnssrv":
 			_, srvs, err := s.resolver.LookupSRV(ctx, "", "", name)
-			if err != nil {
-				s.cfg.Logger.Warn("DNS SRV lookup of endpoint failed", "endpoint", spec, "err", err)
-				continue
-			}
+			var addrs []string
 			for _, srv := range srvs {
-				out[net.JoinHostPort(strings.TrimSuffix(srv.Target, "."), strconv.Itoa(int(srv.Port)))] = true
+				addrs = append(addrs, net.JoinHostPort(strings.TrimSuffix(srv.Target, "."), strconv.Itoa(int(srv.Port))))
+			}
+			if err != nil {
+				s.cfg.Logger.Warn("DNS SRV lookup of endpoint failed; keeping its last addresses", "endpoint", spec, "err", err, "kept", len(s.lastGood[spec]))
+			}
+			for _, a := range remember(spec, addrs, err) {
+				out[a] = true
 			}
 		}
 	}

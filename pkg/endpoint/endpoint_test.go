@@ -4,6 +4,8 @@ import (
 	"context"
 	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -92,4 +94,44 @@ func names[T interface{ Name() string }](st []T) []string {
 		out = append(out, s.Name())
 	}
 	return out
+}
+
+// TestSDFileGlitchKeepsEndpoints: an SD file caught half written keeps the
+// endpoints it named; a file that names none drops them.
+func TestSDFileGlitchKeepsEndpoints(t *testing.T) {
+	ctx := context.Background()
+	file := filepath.Join(t.TempDir(), "sd.yml")
+	write := func(s string) {
+		t.Helper()
+		if err := os.WriteFile(file, []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("- targets: ['127.0.0.1:1', '127.0.0.1:2']\n")
+	s, err := NewSet(Config{
+		SDFiles:     []string{file},
+		InfoTimeout: 100 * time.Millisecond,
+		DialOptions: []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())},
+		Logger:      slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	count := func() int {
+		t.Helper()
+		s.Refresh(ctx)
+		return len(s.Status())
+	}
+	if n := count(); n != 2 {
+		t.Fatalf("%d endpoints from the file, want 2", n)
+	}
+	write("- targets: ['127.0.0.1:1'") // half written
+	if n := count(); n != 2 {
+		t.Fatalf("a half-written SD file left %d endpoints, want the last 2", n)
+	}
+	write("[]\n")
+	if n := count(); n != 0 {
+		t.Fatalf("an SD file naming no endpoints left %d", n)
+	}
 }
