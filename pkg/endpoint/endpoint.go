@@ -445,6 +445,17 @@ func (e *Endpoint) ExemplarsTimeRange() (int64, int64) {
 	return e.exMint, e.exMaxt
 }
 
+// Unavailable is the error of the endpoint's last Info, or nil after a
+// successful one.
+func (e *Endpoint) Unavailable() error {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	if e.lastErr != nil {
+		return fmt.Errorf("failed its health check at %s: %w", e.lastCheck.UTC().Format(time.RFC3339), e.lastErr)
+	}
+	return nil
+}
+
 // SupportsWithoutReplicaLabels tells whether the endpoint drops replica
 // labels itself.
 func (e *Endpoint) SupportsWithoutReplicaLabels() bool {

@@ -3,17 +3,24 @@ package endpoint
 import (
 	"context"
 	"log/slog"
+	"math"
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/prometheus/prometheus/model/labels"
+
 	"github.com/strata-metrics/strata/api/proto/infopb"
 	"github.com/strata-metrics/strata/api/proto/labelpb"
+	"github.com/strata-metrics/strata/api/proto/storepb"
+	"github.com/strata-metrics/strata/pkg/query"
 )
 
 // infoServer answers Info as a store with one label set.
@@ -133,5 +140,84 @@ func TestSDFileGlitchKeepsEndpoints(t *testing.T) {
 	write("[]\n")
 	if n := count(); n != 0 {
 		t.Fatalf("an SD file naming no endpoints left %d", n)
+	}
+}
+
+// hangingStore answers Info until hang is set, then neither Info nor
+// Series: a wedged store, or a half-open connection to a dead node.
+type hangingStore struct {
+	storepb.UnimplementedStoreServer
+	infopb.UnimplementedInfoServer
+	hang atomic.Bool
+}
+
+func (h *hangingStore) Info(ctx context.Context, r *infopb.InfoRequest) (*infopb.InfoResponse, error) {
+	if h.hang.Load() {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	return infoServer{mint: math.MinInt64, maxt: math.MaxInt64}.Info(ctx, r)
+}
+
+func (h *hangingStore) Series(_ *storepb.SeriesRequest, srv grpc.ServerStreamingServer[storepb.SeriesResponse]) error {
+	<-srv.Context().Done()
+	return srv.Context().Err()
+}
+
+// TestFailingStoreFailsFast: a store whose last Info failed is not waited
+// on: a query warns (partial response) or fails naming it at once, instead
+// of hanging until its timeout.
+func TestFailingStoreFailsFast(t *testing.T) {
+	hs := &hangingStore{}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := grpc.NewServer()
+	infopb.RegisterInfoServer(g, hs)
+	storepb.RegisterStoreServer(g, hs)
+	go func() { _ = g.Serve(l) }()
+	t.Cleanup(g.Stop)
+	s, err := NewSet(Config{
+		Endpoints:   []string{l.Addr().String()},
+		InfoTimeout: 200 * time.Millisecond,
+		DialOptions: []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())},
+		Logger:      slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	s.Refresh(context.Background())
+	hs.hang.Store(true)
+	s.Refresh(context.Background())
+
+	q := &query.Queryable{Stores: s.Stores, Logger: slog.New(slog.DiscardHandler)}
+	for _, partial := range []bool{true, false} {
+		// The deadline only bounds a broken test; a store waited on
+		// would show as a deadline error instead of its health error.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		ctx = query.WithOptions(ctx, query.Options{PartialResponse: partial})
+		qr, err := q.Querier(math.MinInt64, math.MaxInt64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		set := qr.Select(ctx, true, nil, labels.MustNewMatcher(labels.MatchEqual, "__name__", "up"))
+		for set.Next() {
+		}
+		got := set.Err()
+		if partial {
+			if got != nil || len(set.Warnings()) != 1 {
+				t.Fatalf("partial response: err %v, warnings %v; want one warning", got, set.Warnings())
+			}
+			for _, w := range set.Warnings() {
+				got = w
+			}
+		}
+		if got == nil || !strings.Contains(got.Error(), "failed its health check") || !strings.Contains(got.Error(), l.Addr().String()) {
+			t.Fatalf("partial=%v: want the store's health error naming it, got %v", partial, got)
+		}
+		qr.Close()
+		cancel()
 	}
 }

@@ -38,6 +38,10 @@ type Store interface {
 	// SupportsWithoutReplicaLabels tells whether the store drops replica
 	// labels and sorts without them itself.
 	SupportsWithoutReplicaLabels() bool
+	// Unavailable is why the store failed its last health check, or nil.
+	// Requests do not wait on such a store (a hung one would hold every
+	// query until its timeout): it is a warning or an error at once.
+	Unavailable() error
 }
 
 // Queryable is a storage.Queryable over the StoreAPI endpoints Stores returns.
@@ -176,6 +180,14 @@ func (q *querier) Select(ctx context.Context, _ bool, hints *storage.SelectHints
 	sets := make([]storage.SeriesSet, 0, len(stores))
 	var warns annotations.Annotations
 	for _, st := range stores {
+		if err := st.Unavailable(); err != nil {
+			err = fmt.Errorf("store %s: %w", st.Name(), err)
+			if !opts.PartialResponse {
+				return storage.ErrSeriesSet(err)
+			}
+			warns.Add(err)
+			continue
+		}
 		set, err := q.openStream(ctx, st, req, opts)
 		if err != nil {
 			if !opts.PartialResponse {
@@ -344,6 +356,10 @@ func (q *querier) fanOut(ctx context.Context, ms []*labels.Matcher, opts Options
 		errs  []error
 	)
 	for _, st := range stores {
+		if err := st.Unavailable(); err != nil {
+			errs = append(errs, fmt.Errorf("store %s: %w", st.Name(), err))
+			continue
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
