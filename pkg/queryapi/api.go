@@ -2,9 +2,11 @@ package queryapi
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/http"
 	"net/url"
 	"runtime"
@@ -149,13 +151,21 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "bad_data", err.Error())
 		return
 	}
-	// An explicit resolution widens the lookback to it, as Thanos does. Auto
-	// does not: over raw data answers must stay Prometheus' own, and steps
-	// aligned to the hour find the 1h aggregate stamped 1ms earlier anyway.
-	if res := r.Form.Get("max_source_resolution"); res != "" && res != "auto" && r.Form.Get("lookback_delta") == "" {
-		if lb := resolutionLookback(opts.MaxResolution, a.cfg.LookbackDelta); lb > 0 {
-			r.Form.Set("lookback_delta", lb.String())
-		}
+	// An explicit resolution widens the lookback to it, as Thanos does.
+	// Auto does below 1h only: over raw data answers must stay Prometheus'
+	// own, and steps find the 5m aggregates within the default lookback;
+	// but a step that is not on the hour finds no 1h aggregate (stamped at
+	// the end of its hour) within 5m, and at steps of 5h and more, where
+	// auto picks 1h, the wider lookback changes nothing else.
+	if lb := a.lookbackFor(r.Form, opts); lb > 0 {
+		r.Form.Set("lookback_delta", lb.String())
+	}
+	// --query.timeout bounds every request, not only PromQL's: the label
+	// and series calls wait on stores too.
+	if a.cfg.QueryTimeout > 0 {
+		ctx, cancel := context.WithTimeout(r.Context(), a.cfg.QueryTimeout)
+		defer cancel()
+		r = r.WithContext(ctx)
 	}
 	switch p {
 	case "/api/v1/metadata":
@@ -175,6 +185,20 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	a.router.ServeHTTP(w, r.WithContext(query.WithOptions(r.Context(), opts)))
+}
+
+// lookbackFor is the lookback delta a request needs for the resolution it
+// reads, or 0 to leave the request's or the default one.
+func (a *API) lookbackFor(form url.Values, opts query.Options) time.Duration {
+	if form.Get("lookback_delta") != "" {
+		return 0
+	}
+	res := form.Get("max_source_resolution")
+	auto := res == "auto" || (res == "" && a.cfg.AutoDownsampling)
+	if (res != "" && !auto) || (auto && opts.MaxResolution >= time.Hour.Milliseconds()) {
+		return resolutionLookback(opts.MaxResolution, a.cfg.LookbackDelta)
+	}
+	return 0
 }
 
 // options reads the Thanos parameters of a request.
@@ -245,6 +269,9 @@ func resolutionLookback(maxRes int64, def time.Duration) time.Duration {
 // Prometheus' step parameter.
 func parseDuration(s string) (time.Duration, error) {
 	if f, err := strconv.ParseFloat(s, 64); err == nil {
+		if math.IsNaN(f) || math.IsInf(f, 0) || f < 0 || f*float64(time.Second) > math.MaxInt64 {
+			return 0, fmt.Errorf("cannot parse %q to a valid duration", s)
+		}
 		return time.Duration(f * float64(time.Second)), nil
 	}
 	d, err := model.ParseDuration(s)
@@ -255,9 +282,18 @@ func parseDuration(s string) (time.Duration, error) {
 }
 
 func writeError(w http.ResponseWriter, code int, typ, msg string) {
+	// json.Marshal, not %q: Go's quoting has escapes JSON has not.
+	b, err := json.Marshal(struct {
+		Status    string `json:"status"`
+		ErrorType string `json:"errorType"`
+		Error     string `json:"error"`
+	}{"error", typ, msg})
+	if err != nil {
+		code, b = http.StatusInternalServerError, []byte(`{"status":"error","errorType":"internal","error":"encode error"}`)
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
-	fmt.Fprintf(w, `{"status":"error","errorType":%q,"error":%q}`, typ, msg)
+	_, _ = w.Write(b)
 }
 
 // sampleAndChunkQueryable adapts the querier's storage to what Prometheus'
