@@ -1,6 +1,7 @@
 package bucketstore
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 
@@ -26,6 +27,18 @@ func blocksFor(blocks []*bucketBlock, mint, maxt, maxRes int64) []*bucketBlock {
 			order = append(order, h)
 		}
 		streams[h] = append(streams[h], b)
+	}
+	for _, sb := range streams {
+		// A total order: the blocks come from a map.
+		slices.SortStableFunc(sb, func(x, y *bucketBlock) int {
+			if c := cmp.Compare(x.meta.MinTime, y.meta.MinTime); c != 0 {
+				return c
+			}
+			if c := cmp.Compare(x.meta.MaxTime, y.meta.MaxTime); c != 0 {
+				return c
+			}
+			return x.meta.ULID.Compare(y.meta.ULID)
+		})
 	}
 	var out []*bucketBlock
 	for _, h := range order {
@@ -53,12 +66,16 @@ func fill(out, blocks []*bucketBlock, res []int64, mint, maxt int64) []*bucketBl
 	}
 	start := mint
 	for _, b := range blocks {
-		if b.meta.Thanos.Downsample.Resolution != res[0] || b.meta.MaxTime <= start || b.meta.MinTime > maxt {
+		// Every block of this resolution in the range, also one that an
+		// earlier block covers (an out-of-order block, or the sources of
+		// a compaction not deleted yet): as in Thanos, the querier merges
+		// what overlaps, and leaving one out could lose its data.
+		if b.meta.Thanos.Downsample.Resolution != res[0] || b.meta.MaxTime <= mint || b.meta.MinTime > maxt {
 			continue
 		}
 		out = fill(out, blocks, res[1:], start, b.meta.MinTime-1)
 		out = append(out, b)
-		start = b.meta.MaxTime
+		start = max(start, b.meta.MaxTime)
 	}
 	return fill(out, blocks, res[1:], start, maxt)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -174,5 +175,24 @@ func TestBlocksFor(t *testing.T) {
 		if got := names(blocksFor(blocks, tc.mint, tc.maxt, tc.maxRes)); got != tc.want {
 			t.Errorf("blocksFor(%d, %d, %d) = %q, want %q", tc.mint, tc.maxt, tc.maxRes, got, tc.want)
 		}
+	}
+
+	// Blocks of one resolution that overlap (a compaction's result and
+	// its sources, an out-of-order block) are all served, whatever order
+	// they come in; the finer resolutions fill only what none covers.
+	over := []*bucketBlock{mk("big", 0, 0, 8), mk("oo", 0, 2, 4), mk("tail", 0, 6, 10), mk("1h", block.Resolution1h, 0, 12)}
+	for range 10 {
+		rand.Shuffle(len(over), func(i, j int) { over[i], over[j] = over[j], over[i] })
+		if got, want := names(blocksFor(over, 0, 12*day-1, 0)), "big oo tail"; got != want {
+			t.Fatalf("raw, overlapping: %q, want %q", got, want)
+		}
+		if got, want := names(blocksFor(over, 0, 12*day-1, block.Resolution1h)), "1h"; got != want {
+			t.Fatalf("1h over overlapping raw blocks: %q, want %q", got, want)
+		}
+	}
+	over = over[:0]
+	over = append(over, mk("5m", block.Resolution5m, 0, 8), mk("5m-oo", block.Resolution5m, 2, 4), mk("raw", 0, 0, 12))
+	if got, want := names(blocksFor(over, 0, 12*day-1, block.Resolution5m)), "5m 5m-oo raw"; got != want {
+		t.Fatalf("5m, overlapping, raw after: %q, want %q", got, want)
 	}
 }
