@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 	"go.yaml.in/yaml/v2"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 
 	"github.com/strata-metrics/strata/api/proto/infopb"
 	"github.com/strata-metrics/strata/api/proto/storepb"
@@ -131,7 +132,13 @@ func (s *Set) Refresh(ctx context.Context) {
 		// is larger; as in Thanos, frames are only bounded by the stores.
 		opts := append([]grpc.DialOption{grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(math.MaxInt32)),
 			// Series answers are large: fewer, larger socket reads.
-			grpc.WithReadBufferSize(ReadBufferSize)}, s.cfg.DialOptions...)
+			grpc.WithReadBufferSize(ReadBufferSize),
+			// gRPC's reconnect backoff grows to 2 minutes, during which
+			// every Info fails at once: an endpoint back from an outage
+			// would stay unhealthy that long. Retry about as often as
+			// the set refreshes.
+			grpc.WithConnectParams(grpc.ConnectParams{Backoff: backoff.Config{BaseDelay: time.Second, Multiplier: 1.6, Jitter: 0.2,
+				MaxDelay: max(s.cfg.Refresh, time.Second)}, MinConnectTimeout: 20 * time.Second})}, s.cfg.DialOptions...)
 		conn, err := grpc.NewClient(addr, opts...)
 		e := &Endpoint{addr: addr, conn: conn}
 		if err != nil {
