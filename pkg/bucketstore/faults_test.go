@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -167,6 +168,40 @@ func TestUnreadableBlockStaysServed(t *testing.T) {
 	for k, v := range want {
 		if len(got[k]) != len(v) {
 			t.Fatalf("%s: %d samples after the fault, %d before", k, len(got[k]), len(v))
+		}
+	}
+}
+
+// TestOrphanedLocalCopiesRemoved: local index copies of blocks the store
+// does not serve (deleted while it was down) go at the next sync; those of
+// served blocks and other files stay.
+func TestOrphanedLocalCopiesRemoved(t *testing.T) {
+	ctx := context.Background()
+	bkt := newBucket(t)
+	end := time.Date(2026, 7, 1, 0, 0, 0, 0, time.UTC).UnixMilli()
+	blocks, err := blockgen.WriteBucket(ctx, logger, blockgen.Config{Seed: 1, Targets: 1, MinTime: end - 2*3600_000, MaxTime: end,
+		ExternalLabels: map[string]string{"cluster": "c"}}, bkt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	gone := "01J00000000000000000000000"
+	keep := []string{"notes.txt", blocks[0].Meta.ULID.String() + ".index"}
+	orphans := []string{gone + ".index", gone + ".index.pages", gone + ".index.pages.tmp", gone + ".index-header"}
+	for _, f := range append(slices.Clone(keep), orphans...) {
+		if err := os.WriteFile(filepath.Join(dir, f), []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	serve(t, bkt, Config{DataDir: dir, ChunkCacheBytes: 1 << 20})
+	for _, f := range orphans {
+		if _, err := os.Stat(filepath.Join(dir, f)); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("%s of a block not served is still there: %v", f, err)
+		}
+	}
+	for _, f := range keep {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			t.Fatalf("%s went: %v", f, err)
 		}
 	}
 }

@@ -201,8 +201,40 @@ func (s *Store) Sync(ctx context.Context) error {
 		}
 	}
 	s.blocksLoaded.Set(float64(len(s.blocks)))
+	served := make(map[ulid.ULID]bool, len(s.blocks))
+	for id := range s.blocks {
+		served[id] = true
+	}
 	s.mu.Unlock()
+	s.removeOrphans(served)
 	return nil
+}
+
+// localSuffixes are the files a block's local index copy consists of.
+var localSuffixes = []string{".index", ".index.pages", ".index.pages.tmp", ".index-header"}
+
+// removeOrphans deletes the local index copies of blocks not served: those
+// deleted from the bucket while the store was down, dropped by a changed
+// configuration, or opened again by a request that still held a dropped
+// block. Without this --data-dir only grows.
+func (s *Store) removeOrphans(served map[ulid.ULID]bool) {
+	entries, err := os.ReadDir(s.cfg.DataDir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		name := e.Name()
+		if e.IsDir() || len(name) < ulid.EncodedSize {
+			continue
+		}
+		id, err := ulid.Parse(name[:ulid.EncodedSize])
+		if err != nil || served[id] || !slices.Contains(localSuffixes, name[ulid.EncodedSize:]) {
+			continue
+		}
+		if err := os.Remove(filepath.Join(s.cfg.DataDir, name)); err == nil {
+			s.logger.Debug("removed the local index copy of a block not served", "file", name)
+		}
+	}
 }
 
 // Run syncs every interval until ctx ends.
