@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/prometheus/tsdb/chunks"
 	"github.com/thanos-io/objstore"
 
+	"github.com/strata-metrics/strata/api/proto/infopb"
 	"github.com/strata-metrics/strata/api/proto/storepb"
 	"github.com/strata-metrics/strata/pkg/blockgen"
 )
@@ -202,6 +203,39 @@ func TestOrphanedLocalCopiesRemoved(t *testing.T) {
 	for _, f := range keep {
 		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
 			t.Fatalf("%s went: %v", f, err)
+		}
+	}
+}
+
+// TestTimeShardClamped: a store serving a time shard advertises and serves
+// only the shard's range, also of blocks that reach out of it.
+func TestTimeShardClamped(t *testing.T) {
+	ctx := context.Background()
+	bkt := newBucket(t)
+	end := time.Date(2026, 7, 1, 0, 0, 0, 0, time.UTC).UnixMilli()
+	if _, err := blockgen.WriteBucket(ctx, logger, blockgen.Config{Seed: 1, Targets: 1, MinTime: end - 4*3600_000, MaxTime: end,
+		ExternalLabels: map[string]string{"cluster": "c"}}, bkt); err != nil {
+		t.Fatal(err)
+	}
+	// Inside the first and the second block, on chunk boundaries (120
+	// samples at 15s): chunks are sent whole, as by Thanos.
+	shardMin, shardMax := end-3*3600_000, end-3600_000-1
+	client, info, _ := serve(t, bkt, Config{MinTime: shardMin, MaxTime: shardMax, ChunkCacheBytes: 1 << 20})
+	resp, err := info.Info(ctx, &infopb.InfoRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.Store.MinTime < shardMin || resp.Store.MaxTime > shardMax {
+		t.Fatalf("Info advertises [%d, %d], beyond the shard [%d, %d]", resp.Store.MinTime, resp.Store.MaxTime, shardMin, shardMax)
+	}
+	load := []*storepb.LabelMatcher{{Type: storepb.LabelMatcher_EQ, Name: "__name__", Value: "node_load1"}}
+	got, _, err := series(t, client, &storepb.SeriesRequest{MinTime: math.MinInt64, MaxTime: math.MaxInt64, Matchers: load})
+	if err != nil || len(got) == 0 {
+		t.Fatalf("%d series: %v", len(got), err)
+	}
+	for k, ss := range got {
+		if len(ss) == 0 || ss[0].t < shardMin || ss[len(ss)-1].t > shardMax {
+			t.Fatalf("%s: samples [%d, %d] outside the shard [%d, %d]", k, ss[0].t, ss[len(ss)-1].t, shardMin, shardMax)
 		}
 	}
 }

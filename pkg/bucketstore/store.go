@@ -274,6 +274,9 @@ func (s *Store) Info(context.Context, *infopb.InfoRequest) (*infopb.InfoResponse
 			resp.LabelSets = append(resp.LabelSets, &labelpb.ZLabelSet{Labels: storeapi.LabelsToProto(b.ext)})
 		}
 	}
+	// A time shard serves only its own range, of blocks that reach out
+	// of it too (as Thanos' limitMinTime and limitMaxTime).
+	mint, maxt = max(mint, s.cfg.MinTime), min(maxt, s.cfg.MaxTime)
 	if mint > maxt {
 		mint, maxt = 0, 0
 	}
@@ -451,6 +454,10 @@ func (s *Store) Series(req *storepb.SeriesRequest, srv grpc.ServerStreamingServe
 	ms, err := storeapi.MatchersFromProto(req.Matchers)
 	if err != nil {
 		return status.Error(codes.InvalidArgument, err.Error())
+	}
+	req.MinTime, req.MaxTime = max(req.MinTime, s.cfg.MinTime), min(req.MaxTime, s.cfg.MaxTime)
+	if req.MinTime > req.MaxTime {
+		return nil // outside the time shard
 	}
 	// Blocks by stream, in the order blocksFor gives them.
 	var streams [][]*bucketBlock
@@ -664,8 +671,9 @@ func (s *Store) LabelNames(ctx context.Context, req *storepb.LabelNamesRequest) 
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
 	set := map[string]struct{}{}
+	start, end := max(req.Start, s.cfg.MinTime), min(req.End, s.cfg.MaxTime)
 	for _, b := range s.snapshot() {
-		if b.meta.MaxTime <= req.Start || b.meta.MinTime > req.End {
+		if b.meta.MaxTime <= start || b.meta.MinTime > end {
 			continue
 		}
 		series, ok := storeapi.SplitExternalMatchers(ms, b.ext)
@@ -702,8 +710,9 @@ func (s *Store) LabelValues(ctx context.Context, req *storepb.LabelValuesRequest
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
 	set := map[string]struct{}{}
+	start, end := max(req.Start, s.cfg.MinTime), min(req.End, s.cfg.MaxTime)
 	for _, b := range s.snapshot() {
-		if b.meta.MaxTime <= req.Start || b.meta.MinTime > req.End {
+		if b.meta.MaxTime <= start || b.meta.MinTime > end {
 			continue
 		}
 		series, ok := storeapi.SplitExternalMatchers(ms, b.ext)
