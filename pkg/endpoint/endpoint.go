@@ -344,6 +344,7 @@ type Endpoint struct {
 	labelSets      []labels.Labels
 	mint, maxt     int64
 	hasStore       bool
+	seen           bool // answered Info at least once
 	withoutRL      bool
 	hasMetadata    bool
 	hasExemplars   bool
@@ -376,6 +377,7 @@ func (e *Endpoint) update(ctx context.Context, timeout time.Duration, logger *sl
 		logger.Info("endpoint healthy", "endpoint", e.addr, "component", resp.ComponentType)
 	}
 	e.lastErr = nil
+	e.seen = true
 	e.componentType = resp.ComponentType
 	var b labels.ScratchBuilder
 	// A new slice: queries in flight may hold the old one.
@@ -395,11 +397,13 @@ func (e *Endpoint) update(ctx context.Context, timeout time.Duration, logger *sl
 }
 
 // servesStore tells whether the endpoint's last successful Info
-// advertised the StoreAPI, whether or not it fails now.
+// advertised the StoreAPI, whether or not it fails now. An endpoint that
+// never answered may serve it: queries name it (Unavailable) rather than
+// silently answer without it.
 func (e *Endpoint) servesStore() bool {
 	e.mu.RLock()
 	defer e.mu.RUnlock()
-	return e.hasStore
+	return e.hasStore || !e.seen
 }
 
 func (e *Endpoint) status() Status {
@@ -431,17 +435,22 @@ func (e *Endpoint) Client() storepb.StoreClient { return e.store }
 // Conn is the endpoint's connection.
 func (e *Endpoint) Conn() grpc.ClientConnInterface { return e.conn }
 
-// LabelSets are the endpoint's external label sets.
+// LabelSets are the endpoint's external label sets (none known for one
+// that never answered: it may match any).
 func (e *Endpoint) LabelSets() []labels.Labels {
 	e.mu.RLock()
 	defer e.mu.RUnlock()
 	return e.labelSets
 }
 
-// TimeRange is the range of data the endpoint holds.
+// TimeRange is the range of data the endpoint holds; all time for one
+// that never answered.
 func (e *Endpoint) TimeRange() (int64, int64) {
 	e.mu.RLock()
 	defer e.mu.RUnlock()
+	if !e.seen {
+		return math.MinInt64, math.MaxInt64
+	}
 	return e.mint, e.maxt
 }
 
@@ -458,7 +467,13 @@ func (e *Endpoint) Unavailable() error {
 	e.mu.RLock()
 	defer e.mu.RUnlock()
 	if e.lastErr != nil {
+		if !e.seen {
+			return fmt.Errorf("never answered its health check (last at %s): %w", e.lastCheck.UTC().Format(time.RFC3339), e.lastErr)
+		}
 		return fmt.Errorf("failed its health check at %s: %w", e.lastCheck.UTC().Format(time.RFC3339), e.lastErr)
+	}
+	if !e.seen {
+		return errors.New("not checked yet")
 	}
 	return nil
 }

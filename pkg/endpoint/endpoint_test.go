@@ -55,7 +55,7 @@ func serveInfo(t *testing.T, srv infopb.InfoServer) (string, func()) {
 // TestFailingStoreStaysQueryable: a store that answered Info and then
 // fails is still handed to queries, with its last labels and time range,
 // so that they fail or warn naming it rather than silently miss its data.
-// An endpoint that never answered is not.
+// So is an endpoint that never answered, covering all time.
 func TestFailingStoreStaysQueryable(t *testing.T) {
 	addr, stop := serveInfo(t, infoServer{mint: 1000, maxt: 2000})
 	never := "127.0.0.1:1" // nothing listens on port 1
@@ -72,20 +72,33 @@ func TestFailingStoreStaysQueryable(t *testing.T) {
 	ctx := context.Background()
 
 	s.Refresh(ctx)
-	if st := s.Stores(); len(st) != 1 || st[0].Name() != addr {
-		t.Fatalf("stores after the first refresh: %v, want only %s", names(st), addr)
+	// The endpoint that never answered is there too, unavailable, so
+	// that queries name it.
+	byName := func() map[string]query.Store {
+		out := map[string]query.Store{}
+		for _, st := range s.Stores() {
+			out[st.Name()] = st
+		}
+		return out
+	}
+	st := byName()
+	if len(st) != 2 || st[addr] == nil || st[addr].Unavailable() != nil || st[never] == nil || st[never].Unavailable() == nil {
+		t.Fatalf("stores after the first refresh: %v, want %s and %s, unavailable", st, addr, never)
+	}
+	if mint, maxt := st[never].TimeRange(); mint != math.MinInt64 || maxt != math.MaxInt64 {
+		t.Fatalf("an endpoint never seen covers %d..%d, want all time", mint, maxt)
 	}
 
 	stop()
 	s.Refresh(ctx)
-	st := s.Stores()
-	if len(st) != 1 || st[0].Name() != addr {
-		t.Fatalf("stores once %s fails: %v, want it still there", addr, names(st))
+	st = byName()
+	if len(st) != 2 || st[addr] == nil || st[addr].Unavailable() == nil {
+		t.Fatalf("stores once %s fails: %v, want it still there, unavailable", addr, st)
 	}
-	if mint, maxt := st[0].TimeRange(); mint != 1000 || maxt != 2000 {
+	if mint, maxt := st[addr].TimeRange(); mint != 1000 || maxt != 2000 {
 		t.Fatalf("failing store's time range %d..%d, want its last known 1000..2000", mint, maxt)
 	}
-	if ls := st[0].LabelSets(); len(ls) != 1 || ls[0].Get("replica") != "b" {
+	if ls := st[addr].LabelSets(); len(ls) != 1 || ls[0].Get("replica") != "b" {
 		t.Fatalf("failing store's label sets %v, want its last known ones", ls)
 	}
 	for _, status := range s.Status() {
