@@ -36,7 +36,15 @@ type bucketBlock struct {
 	irSource *indexFile
 	syms     *index.Symbols // nil: series are read through ir
 	segments []*objectReader
+	// openErr is why the index last failed to open, at openErrAt: for
+	// indexRetry requests get it without fetching the header again.
+	openErr   error
+	openErrAt time.Time
 }
+
+// indexRetry is how long a block whose index failed to open is not tried
+// again: a corrupt header fetched by every request would be a request storm.
+const indexRetry = time.Minute
 
 func newBucketBlock(ctx context.Context, m *block.Meta, bkt objstore.BucketReader, chunkPages *pageCache, dataDir string) *bucketBlock {
 	return &bucketBlock{meta: m, ext: m.LabelSet(), bkt: bkt, ctx: ctx, chunks: chunkPages, dataDir: dataDir}
@@ -67,6 +75,20 @@ func (b *bucketBlock) index() (*index.Reader, error) {
 	if b.ir != nil {
 		return b.ir, nil
 	}
+	if b.openErr != nil && time.Since(b.openErrAt) < indexRetry {
+		return nil, b.openErr
+	}
+	ir, err := b.openIndex()
+	if err != nil {
+		b.openErr, b.openErrAt = err, time.Now()
+		return nil, err
+	}
+	b.openErr = nil
+	return ir, nil
+}
+
+// openIndex opens the index; b.mu is held.
+func (b *bucketBlock) openIndex() (*index.Reader, error) {
 	size, err := b.objectSize(block.IndexFilename)
 	if err != nil {
 		return nil, err

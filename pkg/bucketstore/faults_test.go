@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/prometheus/tsdb/chunks"
 	"github.com/thanos-io/objstore"
 
@@ -237,5 +238,73 @@ func TestTimeShardClamped(t *testing.T) {
 		if len(ss) == 0 || ss[0].t < shardMin || ss[len(ss)-1].t > shardMax {
 			t.Fatalf("%s: samples [%d, %d] outside the shard [%d, %d]", k, ss[0].t, ss[len(ss)-1].t, shardMin, shardMax)
 		}
+	}
+}
+
+// TestCorruptIndexLeftOutWithWarning: a block whose index cannot be read
+// is left out of a request under partial response, with a warning naming
+// it, and the other blocks answer; without partial response the request
+// fails naming it. Its header is not fetched again by every request.
+func TestCorruptIndexLeftOutWithWarning(t *testing.T) {
+	ctx := context.Background()
+	bkt := newBucket(t)
+	end := time.Date(2026, 7, 1, 0, 0, 0, 0, time.UTC).UnixMilli()
+	blocks, err := blockgen.WriteBucket(ctx, logger, blockgen.Config{Seed: 1, Targets: 1, MinTime: end - 4*3600_000, MaxTime: end,
+		ExternalLabels: map[string]string{"cluster": "c"}}, bkt)
+	if err != nil || len(blocks) != 2 {
+		t.Fatalf("%d blocks, %v", len(blocks), err)
+	}
+	bad := blocks[0].Meta.ULID.String()
+	if err := bkt.Upload(ctx, bad+"/index", strings.NewReader(strings.Repeat("garbage!", 1000))); err != nil {
+		t.Fatal(err)
+	}
+	client, _, s := serve(t, bkt, Config{ChunkCacheBytes: 1 << 20})
+	load := []*storepb.LabelMatcher{{Type: storepb.LabelMatcher_EQ, Name: "__name__", Value: "node_load1"}}
+	read := func(disabled bool) (series int, warnings []string, err error) {
+		stream, err := client.Series(ctx, &storepb.SeriesRequest{MinTime: math.MinInt64, MaxTime: math.MaxInt64, Matchers: load,
+			PartialResponseDisabled: disabled})
+		if err != nil {
+			return 0, nil, err
+		}
+		for {
+			r, err := stream.Recv()
+			if err == io.EOF {
+				return series, warnings, nil
+			}
+			if err != nil {
+				return series, warnings, err
+			}
+			if r.GetSeries() != nil {
+				series++
+			}
+			if w := r.GetWarning(); w != "" {
+				warnings = append(warnings, w)
+			}
+		}
+	}
+	n, warns, err := read(false)
+	if err != nil || n != 1 || len(warns) != 1 || !strings.Contains(warns[0], bad) {
+		t.Fatalf("partial response: %d series, warnings %q, %v; want the good block's series and a warning naming %s", n, warns, err, bad)
+	}
+	if v := testutil.ToFloat64(s.badBlocks); v < 1 {
+		t.Fatalf("strata_store_bad_blocks_total = %v", v)
+	}
+	if _, _, err := read(true); err == nil || !strings.Contains(err.Error(), bad) {
+		t.Fatalf("without partial response: want an error naming %s, got %v", bad, err)
+	}
+	s.mu.RLock()
+	b := s.blocks[blocks[0].Meta.ULID]
+	s.mu.RUnlock()
+	b.mu.Lock()
+	at := b.openErrAt
+	b.mu.Unlock()
+	if _, _, err := read(false); err != nil {
+		t.Fatal(err)
+	}
+	b.mu.Lock()
+	again := b.openErrAt
+	b.mu.Unlock()
+	if at.IsZero() || !again.Equal(at) {
+		t.Fatalf("the corrupt index was opened again within %s (%v, then %v)", indexRetry, at, again)
 	}
 }

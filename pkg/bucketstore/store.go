@@ -117,7 +117,7 @@ func New(ctx context.Context, cfg Config, bkt objstore.InstrumentedBucketReader,
 		blocksLoaded:  f.NewGauge(prometheus.GaugeOpts{Name: "strata_store_blocks_loaded", Help: "Blocks served."}),
 		syncs:         f.NewCounter(prometheus.CounterOpts{Name: "strata_store_syncs_total", Help: "Bucket syncs."}),
 		syncFailures:  f.NewCounter(prometheus.CounterOpts{Name: "strata_store_sync_failures_total", Help: "Bucket syncs that failed."}),
-		badBlocks:     f.NewCounter(prometheus.CounterOpts{Name: "strata_store_bad_blocks_total", Help: "Blocks skipped as corrupt or unreadable, per sync."}),
+		badBlocks:     f.NewCounter(prometheus.CounterOpts{Name: "strata_store_bad_blocks_total", Help: "Blocks skipped as corrupt or unreadable: at each sync, and when a request under partial response could not read their index."}),
 		syncDuration:  f.NewHistogram(prometheus.HistogramOpts{Name: "strata_store_sync_duration_seconds", Help: "Duration of bucket syncs.", Buckets: prometheus.ExponentialBuckets(0.01, 4, 8)}),
 		seriesServed:  f.NewHistogram(prometheus.HistogramOpts{Name: "strata_store_series_per_request", Help: "Series sent per Series request.", Buckets: prometheus.ExponentialBuckets(1, 10, 7)}),
 		samplesServed: f.NewHistogram(prometheus.HistogramOpts{Name: "strata_store_chunks_per_request", Help: "Chunks sent per Series request.", Buckets: prometheus.ExponentialBuckets(1, 10, 8)}),
@@ -350,7 +350,10 @@ func (c *blockCursor) next() bool {
 //
 // selected counts the series of the request's streams together, for the
 // series limit.
-func (s *Store) selectStream(ctx context.Context, blocks []*bucketBlock, ms []*labels.Matcher, mint, maxt int64, strip []string, skipChunks bool, selected *atomic.Int64) ([]matched, error) {
+//
+// skip decides whether a block whose index cannot be read is left out (a
+// warning under partial response) rather than failing the request.
+func (s *Store) selectStream(ctx context.Context, blocks []*bucketBlock, ms []*labels.Matcher, mint, maxt int64, strip []string, skipChunks bool, selected *atomic.Int64, skip func(*bucketBlock, error) bool) ([]matched, error) {
 	var out []matched
 	ext := blocks[0].ext
 	series, ok := storeapi.SplitExternalMatchers(ms, ext)
@@ -369,11 +372,17 @@ func (s *Store) selectStream(ctx context.Context, blocks []*bucketBlock, ms []*l
 		}
 		sr, err := b.seriesReader()
 		if err != nil {
+			if skip(b, err) {
+				continue
+			}
 			return out, err
 		}
 		p, err := tsdb.PostingsForMatchers(ctx, ixReader{sr.ir}, series...)
 		if err != nil {
-			return out, b.indexErr(fmt.Errorf("postings: %w", err))
+			if err = b.indexErr(fmt.Errorf("postings: %w", err)); ctx.Err() == nil && skip(b, err) {
+				continue
+			}
+			return out, err
 		}
 		c := &blockCursor{b: b, sr: sr, p: p, mint: mint, maxt: maxt}
 		if c.next() {
@@ -476,7 +485,25 @@ func (s *Store) Series(req *storepb.SeriesRequest, srv grpc.ServerStreamingServe
 	// pair it runs on two cores while the querier waits for the first
 	// series.
 	parts := make([][]matched, len(streams))
-	var selected atomic.Int64
+	var (
+		selected atomic.Int64
+		warnMu   sync.Mutex
+		warnings []string
+	)
+	// A block whose index cannot be read (corrupt, or the bucket failing)
+	// is a warning under partial response, as a failed store is; without
+	// it, the request fails naming the block.
+	skip := func(b *bucketBlock, err error) bool {
+		if req.PartialResponseDisabled || req.PartialResponseStrategy == storepb.PartialResponseStrategy_ABORT {
+			return false
+		}
+		s.badBlocks.Inc()
+		s.logger.Warn("skipping a block whose index cannot be read", "block", b.meta.ULID, "err", err)
+		warnMu.Lock()
+		defer warnMu.Unlock()
+		warnings = append(warnings, fmt.Sprintf("block %s left out: %v", b.meta.ULID, err))
+		return true
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(runtime.GOMAXPROCS(0))
 	for i, blocks := range streams {
@@ -488,7 +515,7 @@ func (s *Store) Series(req *storepb.SeriesRequest, srv grpc.ServerStreamingServe
 		}
 		g.Go(func() error {
 			var err error
-			parts[i], err = s.selectStream(gctx, blocks, ms, req.MinTime, req.MaxTime, strip, req.SkipChunks, &selected)
+			parts[i], err = s.selectStream(gctx, blocks, ms, req.MinTime, req.MaxTime, strip, req.SkipChunks, &selected, skip)
 			return err
 		})
 	}
@@ -657,6 +684,11 @@ func (s *Store) Series(req *storepb.SeriesRequest, srv grpc.ServerStreamingServe
 			if err := srv.SendMsg(f); err != nil {
 				return err
 			}
+		}
+	}
+	for _, w := range warnings {
+		if err := srv.Send(&storepb.SeriesResponse{Result: &storepb.SeriesResponse_Warning{Warning: w}}); err != nil {
+			return err
 		}
 	}
 	s.seriesServed.Observe(float64(sent))
