@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math"
 	"net/http"
 	"net/url"
@@ -146,7 +147,14 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "bad_data", fmt.Sprintf("parse form: %v", err))
 		return
 	}
-	opts, err := a.options(r.Form)
+	// Only a range query has a step: Prometheus ignores one given to the
+	// other endpoints, and so does auto-downsampling.
+	form := r.Form
+	if p != "/api/v1/query_range" && form.Has("step") {
+		form = maps.Clone(form)
+		form.Del("step")
+	}
+	opts, err := a.options(form)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, "bad_data", err.Error())
 		return

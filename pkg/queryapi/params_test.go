@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/common/route"
+
 	"github.com/strata-metrics/strata/pkg/query"
 )
 
@@ -58,5 +60,24 @@ func TestErrorBodiesAreJSON(t *testing.T) {
 	var body struct{ Status, ErrorType, Error string }
 	if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil || rec.Code != http.StatusNotFound || body.ErrorType != "not_found" {
 		t.Fatalf("HTTP %d, body %q: %v", rec.Code, rec.Body.String(), err)
+	}
+}
+
+// TestInstantQueryIgnoresStep: as Prometheus, an instant query ignores a
+// step parameter, even one that would be invalid for a range query.
+func TestInstantQueryIgnoresStep(t *testing.T) {
+	a := &API{cfg: Config{AutoDownsampling: true}}
+	rec := httptest.NewRecorder()
+	// No engine behind: past the parameters, the request goes to a
+	// router without routes, and gets its 404 rather than a 400.
+	a.router = route.New()
+	a.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/api/v1/query?query=up&step=-60", nil))
+	if rec.Code == http.StatusBadRequest {
+		t.Fatalf("an instant query with step=-60: HTTP %d %s", rec.Code, rec.Body.String())
+	}
+	rec = httptest.NewRecorder()
+	a.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/api/v1/query_range?query=up&step=-60", nil))
+	if rec.Code != http.StatusBadRequest {
+		t.Fatalf("a range query with step=-60: HTTP %d, want 400", rec.Code)
 	}
 }
