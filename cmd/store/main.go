@@ -60,10 +60,10 @@ func main() {
 		os.Exit(2)
 	}
 	var err error
-	if cfg.MinTime, err = parseTime("--min-time", minTime); err != nil {
+	if cfg.MinTime, cfg.MinTimeAgo, err = parseTime("--min-time", minTime); err != nil {
 		fail(err)
 	}
-	if cfg.MaxTime, err = parseTime("--max-time", maxTime); err != nil {
+	if cfg.MaxTime, cfg.MaxTimeAgo, err = parseTime("--max-time", maxTime); err != nil {
 		fail(err)
 	}
 	if cfg.Relabel, err = loadRelabel(relabelFile, relabelContent); err != nil {
@@ -116,20 +116,24 @@ func main() {
 	}
 }
 
-// parseTime reads an RFC3339 time or a negative duration before now.
-func parseTime(flag, s string) (int64, error) {
+// parseTime reads an RFC3339 time, or a negative duration before now,
+// which the store evaluates again at each use (as Thanos does).
+func parseTime(flag, s string) (int64, time.Duration, error) {
 	if strings.HasPrefix(s, "-") {
 		d, err := model.ParseDuration(s[1:])
 		if err != nil {
-			return 0, fmt.Errorf("%s %q: %w", flag, s, err)
+			return 0, 0, fmt.Errorf("%s %q: %w", flag, s, err)
 		}
-		return time.Now().Add(-time.Duration(d)).UnixMilli(), nil
+		if d == 0 {
+			return 0, 0, fmt.Errorf("%s %q: a duration before now must not be zero", flag, s)
+		}
+		return 0, time.Duration(d), nil
 	}
 	t, err := time.Parse(time.RFC3339, s)
 	if err != nil {
-		return 0, fmt.Errorf("%s %q: want RFC3339 or a duration like -2w: %w", flag, s, err)
+		return 0, 0, fmt.Errorf("%s %q: want RFC3339 or a duration like -2w: %w", flag, s, err)
 	}
-	return t.UnixMilli(), nil
+	return t.UnixMilli(), 0, nil
 }
 
 func loadRelabel(file, content string) ([]*relabel.Config, error) {

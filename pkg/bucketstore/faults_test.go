@@ -308,3 +308,28 @@ func TestCorruptIndexLeftOutWithWarning(t *testing.T) {
 		t.Fatalf("the corrupt index was opened again within %s (%v, then %v)", indexRetry, at, again)
 	}
 }
+
+// TestRelativeTimeShard: a shard given as durations before now
+// (--min-time=-3h) clamps to now minus them when asked.
+func TestRelativeTimeShard(t *testing.T) {
+	ctx := context.Background()
+	bkt := newBucket(t)
+	end := time.Now().Truncate(2 * time.Hour).UnixMilli()
+	if _, err := blockgen.WriteBucket(ctx, logger, blockgen.Config{Seed: 1, Targets: 1, MinTime: end - 6*3600_000, MaxTime: end,
+		ExternalLabels: map[string]string{"cluster": "c"}}, bkt); err != nil {
+		t.Fatal(err)
+	}
+	_, info, _ := serve(t, bkt, Config{MinTimeAgo: 5 * time.Hour, MaxTimeAgo: 3 * time.Hour, ChunkCacheBytes: 1 << 20})
+	before := time.Now()
+	resp, err := info.Info(ctx, &infopb.InfoRequest{})
+	after := time.Now()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lo, hi := before.Add(-5*time.Hour).UnixMilli(), after.Add(-5*time.Hour).UnixMilli(); resp.Store.MinTime < lo || resp.Store.MinTime > hi {
+		t.Fatalf("Info MinTime %d, want now-5h (%d..%d)", resp.Store.MinTime, lo, hi)
+	}
+	if lo, hi := before.Add(-3*time.Hour).UnixMilli(), after.Add(-3*time.Hour).UnixMilli(); resp.Store.MaxTime < lo || resp.Store.MaxTime > hi {
+		t.Fatalf("Info MaxTime %d, want now-3h (%d..%d)", resp.Store.MaxTime, lo, hi)
+	}
+}

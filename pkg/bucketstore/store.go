@@ -44,6 +44,10 @@ type Config struct {
 	DataDir string
 	// MinTime and MaxTime (ms) restrict the blocks served (time sharding).
 	MinTime, MaxTime int64
+	// MinTimeAgo and MaxTimeAgo, when not zero, set MinTime and MaxTime
+	// that far before now, again at every use (--min-time=-2w): a shard
+	// of the last two weeks keeps moving with the clock.
+	MinTimeAgo, MaxTimeAgo time.Duration
 	// Relabel selects blocks by their external labels (label sharding).
 	Relabel                  []*relabel.Config
 	IgnoreDeletionMarksDelay time.Duration
@@ -162,11 +166,12 @@ func (s *Store) Sync(ctx context.Context) error {
 		s.logger.Warn("could not read block; serving it as before if it was served, trying again next sync", "block", id, "err", err)
 	}
 	keep := map[ulid.ULID]*block.Meta{}
+	shardMin, shardMax := s.minTime(), s.maxTime()
 	for id, m := range l.Metas {
 		if mark := l.DeletionMarks[id]; mark != nil && time.Since(time.Unix(mark.DeletionTime, 0)) > s.cfg.IgnoreDeletionMarksDelay {
 			continue
 		}
-		if m.MaxTime <= s.cfg.MinTime || m.MinTime > s.cfg.MaxTime {
+		if m.MaxTime <= shardMin || m.MinTime > shardMax {
 			continue
 		}
 		if s.cfg.ConsistencyDelay > 0 && time.Since(ulid.Time(id.Time())) < s.cfg.ConsistencyDelay {
@@ -208,6 +213,21 @@ func (s *Store) Sync(ctx context.Context) error {
 	s.mu.Unlock()
 	s.removeOrphans(served)
 	return nil
+}
+
+// minTime and maxTime are the time shard's bounds now.
+func (s *Store) minTime() int64 {
+	if s.cfg.MinTimeAgo != 0 {
+		return time.Now().Add(-s.cfg.MinTimeAgo).UnixMilli()
+	}
+	return s.cfg.MinTime
+}
+
+func (s *Store) maxTime() int64 {
+	if s.cfg.MaxTimeAgo != 0 {
+		return time.Now().Add(-s.cfg.MaxTimeAgo).UnixMilli()
+	}
+	return s.cfg.MaxTime
 }
 
 // localSuffixes are the files a block's local index copy consists of.
@@ -276,7 +296,7 @@ func (s *Store) Info(context.Context, *infopb.InfoRequest) (*infopb.InfoResponse
 	}
 	// A time shard serves only its own range, of blocks that reach out
 	// of it too (as Thanos' limitMinTime and limitMaxTime).
-	mint, maxt = max(mint, s.cfg.MinTime), min(maxt, s.cfg.MaxTime)
+	mint, maxt = max(mint, s.minTime()), min(maxt, s.maxTime())
 	if mint > maxt {
 		mint, maxt = 0, 0
 	}
@@ -464,7 +484,7 @@ func (s *Store) Series(req *storepb.SeriesRequest, srv grpc.ServerStreamingServe
 	if err != nil {
 		return status.Error(codes.InvalidArgument, err.Error())
 	}
-	req.MinTime, req.MaxTime = max(req.MinTime, s.cfg.MinTime), min(req.MaxTime, s.cfg.MaxTime)
+	req.MinTime, req.MaxTime = max(req.MinTime, s.minTime()), min(req.MaxTime, s.maxTime())
 	if req.MinTime > req.MaxTime {
 		return nil // outside the time shard
 	}
@@ -703,7 +723,7 @@ func (s *Store) LabelNames(ctx context.Context, req *storepb.LabelNamesRequest) 
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
 	set := map[string]struct{}{}
-	start, end := max(req.Start, s.cfg.MinTime), min(req.End, s.cfg.MaxTime)
+	start, end := max(req.Start, s.minTime()), min(req.End, s.maxTime())
 	for _, b := range s.snapshot() {
 		if b.meta.MaxTime <= start || b.meta.MinTime > end {
 			continue
@@ -742,7 +762,7 @@ func (s *Store) LabelValues(ctx context.Context, req *storepb.LabelValuesRequest
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
 	set := map[string]struct{}{}
-	start, end := max(req.Start, s.cfg.MinTime), min(req.End, s.cfg.MaxTime)
+	start, end := max(req.Start, s.minTime()), min(req.End, s.maxTime())
 	for _, b := range s.snapshot() {
 		if b.meta.MaxTime <= start || b.meta.MinTime > end {
 			continue
