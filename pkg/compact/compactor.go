@@ -264,7 +264,11 @@ func (c *Compactor) eligibleBlocks(l *block.Listing, heedNoCompact bool) []*bloc
 		if l.DeletionMarks[id] != nil || (heedNoCompact && l.NoCompactMarks[id] != nil) {
 			continue
 		}
-		if ulid.Time(id.Time()).After(cutoff) {
+		// The delay waits for uploads others may still be making; the
+		// compactor's own blocks are complete when listed (Thanos exempts
+		// them too), and waiting on them would hold each level and each
+		// downsampling for another run.
+		if ulid.Time(id.Time()).After(cutoff) && !ownSource(m.Thanos.Source) {
 			continue
 		}
 		out = append(out, m)
@@ -535,4 +539,10 @@ func addNoCompact(groups []*Group, l *block.Listing, replicaLabels []string) {
 			g.NoCompact = append(g.NoCompact, m)
 		}
 	}
+}
+
+// ownSource tells whether a block was written by a compactor (ours or
+// Thanos').
+func ownSource(src block.SourceType) bool {
+	return src == block.SourceCompactor || src == block.SourceCompactorRepair || src == block.SourceBucketRepair
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -335,5 +336,49 @@ func TestPartialUploadAge(t *testing.T) {
 	}
 	if ok, _ := bkt.Exists(ctx, old.String()+"/index"); ok {
 		t.Fatal("an abandoned partial upload was not removed")
+	}
+}
+
+// TestOwnBlocksSkipConsistencyDelay: the consistency delay holds back
+// blocks others upload, not the compactor's own: a run compacts its new
+// blocks on to the next level at once, as Thanos does.
+func TestOwnBlocksSkipConsistencyDelay(t *testing.T) {
+	ctx := context.Background()
+	bkt := newBucket(t)
+	base := time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC).UnixMilli()
+	ids := writeBlocks(t, bkt, map[string]string{"cluster": "c"}, base, [2]int64{0, 2}, [2]int64{2, 4}, [2]int64{4, 6}, [2]int64{6, 8}, [2]int64{8, 10})
+	// Uploaded two hours ago: past the delay. (Same data, older ULIDs.)
+	for _, id := range ids {
+		m, err := block.ReadMetaFromBucket(ctx, bkt, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dir := filepath.Join(t.TempDir(), "b")
+		if _, err := block.Download(ctx, logger, bkt, id, dir); err != nil {
+			t.Fatal(err)
+		}
+		if err := block.Delete(ctx, logger, bkt, id); err != nil {
+			t.Fatal(err)
+		}
+		m.ULID = ulid.MustNew(ulid.Timestamp(time.Now().Add(-2*time.Hour)), crand.Reader)
+		m.Compaction.Sources = []ulid.ULID{m.ULID}
+		if err := os.Rename(filepath.Join(dir, id.String()), filepath.Join(dir, m.ULID.String())); err != nil {
+			t.Fatal(err)
+		}
+		if err := block.UploadWithMeta(ctx, logger, bkt, filepath.Join(dir, m.ULID.String()), m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, _ := newCompactor(t, bkt, Config{ConsistencyDelay: time.Hour, Ranges: []int64{2 * 3600_000, 4 * 3600_000, 8 * 3600_000}})
+	if err := c.RunOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var sources []int
+	for _, m := range live(t, bkt) {
+		sources = append(sources, len(m.Compaction.Sources))
+	}
+	slices.Sort(sources)
+	if !slices.Equal(sources, []int{1, 4}) {
+		t.Fatalf("blocks with %v sources after one run, want the 4h blocks compacted on to 8h (4 sources) and the newest left", sources)
 	}
 }
