@@ -40,6 +40,46 @@ type Shipper struct {
 	lastSuccess, skippedCompacted, unreadable prometheus.Gauge
 
 	warned map[ulid.ULID]bool // compacted blocks already logged as skipped
+
+	// RetryBase is the wait before a failed block is tried again,
+	// doubled per further failure up to maxRetryDelay; 0 is 30s.
+	RetryBase time.Duration
+	retries   map[ulid.ULID]*retry
+}
+
+// retry is the backoff of one block that failed to ship.
+type retry struct {
+	failures int
+	next     time.Time
+}
+
+// maxRetryDelay bounds the wait before a failed block is tried again.
+const maxRetryDelay = 5 * time.Minute
+
+// retryDelay is the wait after the given number of failures in a row: base,
+// doubled per further failure, at most maxRetryDelay (never less than base).
+func retryDelay(base time.Duration, failures int) time.Duration {
+	d := base
+	for i := 1; i < failures && d < maxRetryDelay; i++ {
+		d *= 2
+	}
+	return max(min(d, maxRetryDelay), base)
+}
+
+// failed records a failure of block id and when to try it again.
+func (s *Shipper) failed(id ulid.ULID) {
+	s.failures.Inc()
+	r := s.retries[id]
+	if r == nil {
+		r = &retry{}
+		s.retries[id] = r
+	}
+	r.failures++
+	base := s.RetryBase
+	if base <= 0 {
+		base = 30 * time.Second
+	}
+	r.next = time.Now().Add(retryDelay(base, r.failures))
 }
 
 // New returns a shipper of the TSDB directory dir; labels gives the
@@ -58,7 +98,8 @@ func New(dir string, bkt objstore.Bucket, lbls func() labels.Labels, uploadCompa
 			Help: "Blocks Prometheus compacted itself that are not shipped because --shipper.upload-compacted is off."}),
 		unreadable: f.NewGauge(prometheus.GaugeOpts{Name: "strata_shipper_unreadable_blocks",
 			Help: "Block directories in the TSDB directory whose meta.json could not be read at the last sync."}),
-		warned: map[ulid.ULID]bool{},
+		warned:  map[ulid.ULID]bool{},
+		retries: map[ulid.ULID]*retry{},
 	}
 }
 
@@ -183,6 +224,9 @@ func (s *Shipper) Sync(ctx context.Context) (int, error) {
 		if uploaded[m.ULID] {
 			continue
 		}
+		if r := s.retries[m.ULID]; r != nil && time.Now().Before(r.next) {
+			continue // failed lately: tried again after its backoff
+		}
 		if m.Compaction.Level > 1 {
 			if !s.uploadCompacted {
 				// Prometheus compacted this block itself (a local
@@ -202,7 +246,7 @@ func (s *Shipper) Sync(ctx context.Context) (int, error) {
 			}
 			shipped, err := inBucket.covered(ctx, m)
 			if err != nil {
-				s.failures.Inc()
+				s.failed(m.ULID)
 				errs = append(errs, err)
 				continue
 			}
@@ -218,21 +262,23 @@ func (s *Shipper) Sync(ctx context.Context) (int, error) {
 		// Thanos, so a block is never uploaded twice.
 		ok, err := s.bkt.Exists(ctx, m.ULID.String()+"/"+block.MetaFilename)
 		if err != nil {
-			s.failures.Inc()
+			s.failed(m.ULID)
 			errs = append(errs, fmt.Errorf("check block %s in the bucket: %w", m.ULID, err))
 			continue
 		}
 		if ok {
+			delete(s.retries, m.ULID)
 			uploaded[m.ULID], changed = true, true
 			continue
 		}
 		if err := s.upload(ctx, m, ext); errors.Is(err, errVanished) {
 			continue
 		} else if err != nil {
-			s.failures.Inc()
+			s.failed(m.ULID)
 			errs = append(errs, err)
 			continue
 		}
+		delete(s.retries, m.ULID)
 		uploaded[m.ULID], changed = true, true
 		n++
 	}
@@ -249,6 +295,11 @@ func (s *Shipper) Sync(ctx context.Context) (int, error) {
 	for id := range s.warned {
 		if !present[id] {
 			delete(s.warned, id)
+		}
+	}
+	for id := range s.retries {
+		if !present[id] {
+			delete(s.retries, id)
 		}
 	}
 	if changed {

@@ -383,3 +383,65 @@ func addBlock(t *testing.T, dir string, start int64) *block.Meta {
 	}
 	return bs[0].Meta
 }
+
+func TestRetryDelay(t *testing.T) {
+	for _, tc := range []struct {
+		base     time.Duration
+		failures int
+		want     time.Duration
+	}{
+		{30 * time.Second, 1, 30 * time.Second},
+		{30 * time.Second, 2, time.Minute},
+		{30 * time.Second, 4, 4 * time.Minute},
+		{30 * time.Second, 5, maxRetryDelay},
+		{30 * time.Second, 1000, maxRetryDelay},
+		{time.Second, 3, 4 * time.Second},
+		// A base longer than the cap is never shortened.
+		{10 * time.Minute, 3, 10 * time.Minute},
+	} {
+		if got := retryDelay(tc.base, tc.failures); got != tc.want {
+			t.Errorf("retryDelay(%s, %d) = %s, want %s", tc.base, tc.failures, got, tc.want)
+		}
+	}
+}
+
+// TestFailingBlockBacksOffAlone: a block that keeps failing is tried again
+// only after its backoff, and does not hold up the blocks after it.
+func TestFailingBlockBacksOffAlone(t *testing.T) {
+	ctx := context.Background()
+	dir, blocks, raw := setup(t)
+	bkt := &faultBucket{Bucket: raw, metaUploads: map[string]int{}}
+	broken := blocks[0].Meta.ULID.String()
+	attempts := 0
+	bkt.existsErr = func(name string) error {
+		if strings.HasPrefix(name, broken) {
+			attempts++
+			return errors.New("403 Forbidden")
+		}
+		return nil
+	}
+	s := New(dir, bkt, ext, false, logger, prometheus.NewRegistry())
+	s.RetryBase = time.Hour
+	if n, err := s.Sync(ctx); err == nil || n != len(blocks)-1 {
+		t.Fatalf("first sync: %d shipped, %v; want all but the broken one and its error", n, err)
+	}
+	next := addBlock(t, dir, blocks[len(blocks)-1].Meta.MaxTime)
+	for i := range 3 {
+		n, err := s.Sync(ctx)
+		if err != nil {
+			t.Fatalf("sync %d: %v (the broken block is backing off)", i, err)
+		}
+		if i == 0 && n != 1 {
+			t.Fatalf("a new block waited for the broken one: %d shipped", n)
+		}
+	}
+	if attempts != 1 || bkt.metaUploads[next.ULID.String()] != 1 {
+		t.Fatalf("the broken block was tried %d times within its backoff; the new one uploaded %d times", attempts, bkt.metaUploads[next.ULID.String()])
+	}
+	s.RetryBase = time.Nanosecond
+	s.retries[blocks[0].Meta.ULID].next = time.Now()
+	bkt.existsErr = nil
+	if n, err := s.Sync(ctx); err != nil || n != 1 {
+		t.Fatalf("after its backoff the broken block ships: %d, %v", n, err)
+	}
+}

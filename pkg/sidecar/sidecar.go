@@ -184,15 +184,14 @@ func (s *Sidecar) run(ctx context.Context) error {
 	var sh *shipper.Shipper
 	if s.bkt != nil {
 		sh = shipper.New(s.cfg.TSDBPath, s.bkt, s.externalLabels, s.cfg.UploadCompacted, logger, s.rt.Registry)
+		sh.RetryBase = s.cfg.Refresh
 	} else {
 		logger.Info("no bucket configured: serving the StoreAPI only, not shipping blocks")
 	}
 	wait := time.Duration(0)
-	// After a failed sync the next one waits longer each time, up to
-	// maxShipBackoff, so that a bucket that is down is not hammered; the
-	// settings of Prometheus are still read every refresh.
-	var shipFailures int
-	var nextShip time.Time
+	// The shipper backs off per block: a bucket that is down is not
+	// hammered, and one block that keeps failing does not hold up the
+	// others.
 	for {
 		select {
 		case <-ctx.Done():
@@ -218,29 +217,10 @@ func (s *Sidecar) run(ctx context.Context) error {
 		} else {
 			s.rt.Readiness.SetReady()
 		}
-		if sh != nil && !refusedNow && !time.Now().Before(nextShip) {
+		if sh != nil && !refusedNow {
 			if _, err := sh.Sync(ctx); err != nil && ctx.Err() == nil {
-				shipFailures++
-				backoff := shipBackoff(s.cfg.Refresh, shipFailures)
-				nextShip = time.Now().Add(backoff)
-				logger.Error("shipping blocks failed; retrying later", "err", err, "failures_in_a_row", shipFailures, "retry_in", backoff)
-			} else {
-				shipFailures, nextShip = 0, time.Time{}
+				logger.Error("shipping blocks failed; each is retried after its own backoff", "err", err)
 			}
 		}
 	}
-}
-
-// maxShipBackoff bounds the wait between syncs after failures.
-const maxShipBackoff = 5 * time.Minute
-
-// shipBackoff is how long to wait before the next sync after the given
-// number of failed syncs in a row: the refresh interval, doubled per
-// further failure, at most maxShipBackoff (never less than the interval).
-func shipBackoff(refresh time.Duration, failures int) time.Duration {
-	d := refresh
-	for i := 1; i < failures && d < maxShipBackoff; i++ {
-		d *= 2
-	}
-	return max(min(d, maxShipBackoff), refresh)
 }
