@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -158,6 +159,9 @@ func (b *bucketBlock) indexErr(err error) error {
 		if rerr := src.Err(); rerr != nil {
 			return fmt.Errorf("block %s: %w", b.meta.ULID, rerr)
 		}
+	}
+	if strings.HasPrefix(err.Error(), "block "+b.meta.ULID.String()) {
+		return err // named already (index() names its block)
 	}
 	return fmt.Errorf("block %s: %w", b.meta.ULID, err)
 }

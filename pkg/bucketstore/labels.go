@@ -18,30 +18,15 @@ import (
 
 // LabelNames returns the label names of the matching series.
 func (s *Store) LabelNames(ctx context.Context, req *storepb.LabelNamesRequest) (*storepb.LabelNamesResponse, error) {
-	ms, err := storeapi.MatchersFromProto(req.Matchers)
-	if err != nil {
-		return nil, status.Error(codes.InvalidArgument, err.Error())
-	}
 	set := map[string]struct{}{}
-	start, end := max(req.Start, s.minTime()), min(req.End, s.maxTime())
-	for _, b := range s.snapshot() {
-		if b.meta.MaxTime <= start || b.meta.MinTime > end {
-			continue
-		}
-		series, ok := storeapi.SplitExternalMatchers(ms, b.ext)
-		if !ok {
-			continue
-		}
+	err := s.eachBlock(req.Start, req.End, req.Matchers, func(b *bucketBlock, series []*labels.Matcher) error {
 		ir, err := b.index()
 		if err != nil {
-			return nil, status.Error(codes.Internal, err.Error())
+			return err
 		}
 		names, err := blockLabelNames(ctx, ir, series)
-		if err != nil {
-			return nil, status.Error(codes.Internal, b.indexErr(err).Error())
-		}
-		if len(names) == 0 {
-			continue
+		if err != nil || len(names) == 0 {
+			return err
 		}
 		for _, n := range names {
 			set[n] = struct{}{}
@@ -51,18 +36,49 @@ func (s *Store) LabelNames(ctx context.Context, req *storepb.LabelNamesRequest) 
 				set[l.Name] = struct{}{}
 			}
 		})
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return &storepb.LabelNamesResponse{Names: sortedKeys(set)}, nil
 }
 
 // LabelValues returns the values of a label over the matching series.
 func (s *Store) LabelValues(ctx context.Context, req *storepb.LabelValuesRequest) (*storepb.LabelValuesResponse, error) {
-	ms, err := storeapi.MatchersFromProto(req.Matchers)
-	if err != nil {
-		return nil, status.Error(codes.InvalidArgument, err.Error())
-	}
 	set := map[string]struct{}{}
-	start, end := max(req.Start, s.minTime()), min(req.End, s.maxTime())
+	err := s.eachBlock(req.Start, req.End, req.Matchers, func(b *bucketBlock, series []*labels.Matcher) error {
+		if b.ext.Has(req.Label) {
+			if !slices.Contains(req.WithoutReplicaLabels, req.Label) {
+				set[b.ext.Get(req.Label)] = struct{}{}
+			}
+			return nil
+		}
+		ir, err := b.index()
+		if err != nil {
+			return err
+		}
+		vals, err := blockLabelValues(ctx, ir, req.Label, series)
+		for _, v := range vals {
+			set[v] = struct{}{}
+		}
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &storepb.LabelValuesResponse{Values: sortedKeys(set)}, nil
+}
+
+// eachBlock calls fn with every served block in [start, end] (clamped to
+// the time shard) whose external labels the matchers allow, and the
+// matchers left for its series. An error is returned as a gRPC status.
+func (s *Store) eachBlock(start, end int64, pms []*storepb.LabelMatcher, fn func(*bucketBlock, []*labels.Matcher) error) error {
+	ms, err := storeapi.MatchersFromProto(pms)
+	if err != nil {
+		return status.Error(codes.InvalidArgument, err.Error())
+	}
+	start, end = max(start, s.minTime()), min(end, s.maxTime())
 	for _, b := range s.snapshot() {
 		if b.meta.MaxTime <= start || b.meta.MinTime > end {
 			continue
@@ -71,25 +87,11 @@ func (s *Store) LabelValues(ctx context.Context, req *storepb.LabelValuesRequest
 		if !ok {
 			continue
 		}
-		if b.ext.Has(req.Label) {
-			if !slices.Contains(req.WithoutReplicaLabels, req.Label) {
-				set[b.ext.Get(req.Label)] = struct{}{}
-			}
-			continue
-		}
-		ir, err := b.index()
-		if err != nil {
-			return nil, status.Error(codes.Internal, err.Error())
-		}
-		vals, err := blockLabelValues(ctx, ir, req.Label, series)
-		if err != nil {
-			return nil, status.Error(codes.Internal, b.indexErr(err).Error())
-		}
-		for _, v := range vals {
-			set[v] = struct{}{}
+		if err := fn(b, series); err != nil {
+			return status.Error(codes.Internal, b.indexErr(err).Error())
 		}
 	}
-	return &storepb.LabelValuesResponse{Values: sortedKeys(set)}, nil
+	return nil
 }
 
 // blockLabelNames are the label names of the block's series that match ms
