@@ -161,7 +161,7 @@ func (s *Store) Info(context.Context, *infopb.InfoRequest) (*infopb.InfoResponse
 	if mint > maxt {
 		mint, maxt = 0, 0
 	}
-	resp.Store = &infopb.StoreInfo{MinTime: mint, MaxTime: maxt, SupportsWithoutReplicaLabels: true}
+	resp.Store = &infopb.StoreInfo{MinTime: mint, MaxTime: maxt, SupportsSharding: true, SupportsWithoutReplicaLabels: true}
 	return resp, nil
 }
 
@@ -234,7 +234,7 @@ func (c *blockCursor) next() bool {
 //
 // skip decides whether a block whose index cannot be read is left out (a
 // warning under partial response) rather than failing the request.
-func (s *Store) selectStream(ctx context.Context, blocks []*bucketBlock, ms []*labels.Matcher, mint, maxt int64, strip []string, skipChunks bool, selected *atomic.Int64, skip func(*bucketBlock, error) bool) ([]matched, error) {
+func (s *Store) selectStream(ctx context.Context, blocks []*bucketBlock, ms []*labels.Matcher, mint, maxt int64, strip []string, skipChunks bool, shard *storeapi.ShardMatcher, selected *atomic.Int64, skip func(*bucketBlock, error) bool) ([]matched, error) {
 	var out []matched
 	ext := blocks[0].ext
 	series, ok := storeapi.SplitExternalMatchers(ms, ext)
@@ -283,8 +283,10 @@ func (s *Store) selectStream(ctx context.Context, blocks []*bucketBlock, ms []*l
 				lset = c.lset
 			}
 		}
-		m := matched{ext: ext}
-		if !skipChunks {
+		m := matched{ext: ext, lset: storeapi.WithoutLabels(&lb, storeapi.AttachExternalLabels(&lb, lset, ext), strip)}
+		// Out of the request's shard: only the cursors move on.
+		inShard := shard.Matches(m.lset)
+		if !skipChunks && inShard {
 			// Sized exactly: on wide requests these lists are most of
 			// what a request holds.
 			n := 0
@@ -298,7 +300,7 @@ func (s *Store) selectStream(ctx context.Context, blocks []*bucketBlock, ms []*l
 		live := curs[:0]
 		for _, c := range curs {
 			if labels.Equal(c.lset, lset) {
-				if !skipChunks {
+				if !skipChunks && inShard {
 					for _, ch := range c.chks {
 						m.chks = append(m.chks, blockChunk{b: c.b, ref: ch.Ref, mint: ch.MinTime, maxt: ch.MaxTime})
 					}
@@ -313,7 +315,9 @@ func (s *Store) selectStream(ctx context.Context, blocks []*bucketBlock, ms []*l
 			live = append(live, c)
 		}
 		curs = live
-		m.lset = storeapi.WithoutLabels(&lb, storeapi.AttachExternalLabels(&lb, lset, ext), strip)
+		if !inShard {
+			continue
+		}
 		out = append(out, m)
 		if s.cfg.LimitSeries > 0 && selected.Add(1) > s.cfg.LimitSeries {
 			return out, errTooManySeries
@@ -343,6 +347,9 @@ func (s *Store) Series(req *storepb.SeriesRequest, srv grpc.ServerStreamingServe
 	}
 	ms, err := storeapi.MatchersFromProto(req.Matchers)
 	if err != nil {
+		return status.Error(codes.InvalidArgument, err.Error())
+	}
+	if _, err := storeapi.NewShardMatcher(req.ShardInfo); err != nil {
 		return status.Error(codes.InvalidArgument, err.Error())
 	}
 	req.MinTime, req.MaxTime = max(req.MinTime, s.minTime()), min(req.MaxTime, s.maxTime())
@@ -395,8 +402,12 @@ func (s *Store) Series(req *storepb.SeriesRequest, srv grpc.ServerStreamingServe
 			}
 		}
 		g.Go(func() error {
-			var err error
-			parts[i], err = s.selectStream(gctx, blocks, ms, req.MinTime, req.MaxTime, strip, req.SkipChunks, &selected, skip)
+			// A matcher per stream: it keeps a buffer.
+			shard, err := storeapi.NewShardMatcher(req.ShardInfo)
+			if err != nil {
+				return err
+			}
+			parts[i], err = s.selectStream(gctx, blocks, ms, req.MinTime, req.MaxTime, strip, req.SkipChunks, shard, &selected, skip)
 			return err
 		})
 	}

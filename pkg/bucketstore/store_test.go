@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math"
 	"net"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/promql/parser"
 	"github.com/prometheus/prometheus/tsdb/chunkenc"
 	"github.com/thanos-io/objstore"
 	"github.com/thanos-io/objstore/providers/filesystem"
@@ -462,5 +464,85 @@ func TestSeriesLimitAcrossStreams(t *testing.T) {
 		if got[i-1] != got[i] || strings.Contains(got[i], "replica") || (i > 1 && got[i-2] == got[i-1]) {
 			t.Fatalf("series %d and %d: %s, %s; want each series twice, in order", i-1, i, got[i-1], got[i])
 		}
+	}
+}
+
+// TestSeriesShards: the shards of a request partition its series (with
+// their chunks): each series in exactly one shard, the one the shard
+// matcher gives it, on both reading paths; replicas, whose labels are
+// equal without the replica label, land in the same shard.
+func TestSeriesShards(t *testing.T) {
+	ctx := context.Background()
+	bkt := newBucket(t)
+	end := time.Date(2026, 7, 1, 0, 0, 0, 0, time.UTC).UnixMilli()
+	cfg := blockgen.Config{Seed: 5, Targets: 4, MinTime: end - 4*3600_000, MaxTime: end, Replicas: 2, ExternalLabels: map[string]string{"cluster": "c"}}
+	if _, err := blockgen.WriteBucket(ctx, logger, cfg, bkt); err != nil {
+		t.Fatal(err)
+	}
+	client, info, _ := serve(t, bkt, Config{IndexCacheBytes: 1 << 20, ChunkCacheBytes: 1 << 20})
+	if resp, err := info.Info(ctx, &infopb.InfoRequest{}); err != nil || !resp.Store.SupportsSharding {
+		t.Fatalf("Info must advertise sharding: %v %v", resp, err)
+	}
+	encStore := New(ctx, Config{EncodedFrames: true}, bkt, logger, prometheus.NewRegistry())
+	if err := encStore.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	encoded := serveConn(t, encStore)
+	all := []*storepb.LabelMatcher{{Type: storepb.LabelMatcher_RE, Name: "__name__", Value: ".+"}}
+	whole, _, err := series(t, client, &storepb.SeriesRequest{MinTime: math.MinInt64, MaxTime: math.MaxInt64, Matchers: all, WithoutReplicaLabels: []string{"replica"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const total = 5
+	for _, path := range []string{"messages", "encoded"} {
+		seen := map[string]int{}
+		for i := range int64(total) {
+			shard := &storepb.ShardInfo{ShardIndex: i, TotalShards: total, Labels: []string{"__name__", "replica"}}
+			req := &storepb.SeriesRequest{MinTime: math.MinInt64, MaxTime: math.MaxInt64, Matchers: all, WithoutReplicaLabels: []string{"replica"},
+				ShardInfo: shard}
+			var (
+				got   map[string][]sample
+				order []string
+				err   error
+			)
+			if path == "messages" {
+				got, order, err = series(t, client, req)
+			} else {
+				req.ResponseBatchSize = 16
+				got, order, err = seriesBatched(t, encoded, req)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(order) == 0 {
+				t.Fatalf("%s: shard %d is empty: the case proves nothing", path, i)
+			}
+			m, _ := storeapi.NewShardMatcher(shard)
+			for j, key := range order {
+				lset, err := parser.NewParser(parser.Options{}).ParseMetric(key)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !m.Matches(lset) {
+					t.Fatalf("%s: shard %d sent %s, which is not in it", path, i, key)
+				}
+				// Both replicas (the same labels here) or neither.
+				if j%2 == 1 && order[j-1] != key {
+					t.Fatalf("%s: shard %d has one replica of %s", path, i, order[j-1])
+				}
+				seen[key]++
+				if !slices.Equal(got[key], whole[key]) {
+					t.Fatalf("%s: shard %d: samples of %s differ from the whole request's", path, i, key)
+				}
+			}
+		}
+		if len(seen) != len(whole) {
+			t.Fatalf("%s: the shards hold %d series, the whole request %d", path, len(seen), len(whole))
+		}
+	}
+	_, _, err = series(t, client, &storepb.SeriesRequest{MinTime: math.MinInt64, MaxTime: math.MaxInt64, Matchers: all,
+		ShardInfo: &storepb.ShardInfo{ShardIndex: 5, TotalShards: 5}})
+	if status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("shard 5 of 5: want InvalidArgument, got %v", err)
 	}
 }

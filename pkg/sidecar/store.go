@@ -49,7 +49,7 @@ func (s *store) Info(context.Context, *infopb.InfoRequest) (*infopb.InfoResponse
 	return &infopb.InfoResponse{
 		LabelSets:      []*labelpb.ZLabelSet{{Labels: storeapi.LabelsToProto(s.ext())}},
 		ComponentType:  "sidecar",
-		Store:          &infopb.StoreInfo{MinTime: s.minTime(), MaxTime: math.MaxInt64, SupportsWithoutReplicaLabels: true},
+		Store:          &infopb.StoreInfo{MinTime: s.minTime(), MaxTime: math.MaxInt64, SupportsSharding: true, SupportsWithoutReplicaLabels: true},
 		MetricMetadata: &infopb.MetricMetadataInfo{},
 		// Exemplars live in Prometheus' memory only: any time it may hold.
 		Exemplars: &infopb.ExemplarsInfo{MinTime: math.MinInt64, MaxTime: math.MaxInt64},
@@ -108,6 +108,12 @@ func (s *store) Series(req *storepb.SeriesRequest, srv grpc.ServerStreamingServe
 			strip = append(strip, l)
 		}
 	}
+	// Remote read cannot shard: every series is read and those of other
+	// shards are dropped here, as Thanos' sidecar does.
+	shard, err := storeapi.NewShardMatcher(req.ShardInfo)
+	if err != nil {
+		return status.Error(codes.InvalidArgument, err.Error())
+	}
 	q := &prompb.Query{StartTimestampMs: req.MinTime, EndTimestampMs: req.MaxTime, Matchers: toPromMatchers(series)}
 	stream, err := s.prom.RemoteRead(ctx, q)
 	if err != nil {
@@ -116,7 +122,7 @@ func (s *store) Series(req *storepb.SeriesRequest, srv grpc.ServerStreamingServe
 	defer stream.Close()
 
 	if len(strip) == 0 && req.ResponseBatchSize > 1 {
-		return s.streamEncoded(req, srv, stream, ext)
+		return s.streamEncoded(req, srv, stream, ext, shard)
 	}
 	var (
 		b       labels.Builder
@@ -147,6 +153,9 @@ func (s *store) Series(req *storepb.SeriesRequest, srv grpc.ServerStreamingServe
 			sb.Sort()
 			lset := storeapi.AttachExternalLabels(&b, sb.Labels(), ext)
 			lset = storeapi.WithoutLabels(&b, lset, strip)
+			if !shard.Matches(lset) {
+				continue
+			}
 			out := &storepb.Series{Labels: storeapi.LabelsToProto(lset)}
 			if !req.SkipChunks {
 				for _, c := range cs.Chunks {
@@ -267,7 +276,7 @@ const maxFrameBytes = 1 << 20
 // (storeapi.SeriesFrameEncoder), the chunk bytes copied once from
 // Prometheus' frame into ours. The server's codec (storeapi.ServerCodec)
 // sends them as they are.
-func (s *store) streamEncoded(req *storepb.SeriesRequest, srv grpc.ServerStreamingServer[storepb.SeriesResponse], stream *promclient.ChunkedStream, ext labels.Labels) error {
+func (s *store) streamEncoded(req *storepb.SeriesRequest, srv grpc.ServerStreamingServer[storepb.SeriesResponse], stream *promclient.ChunkedStream, ext labels.Labels, shard *storeapi.ShardMatcher) error {
 	var (
 		// A frame is sent once it reaches maxFrameBytes; the last series
 		// may take it a little past.
@@ -353,6 +362,9 @@ func (s *store) streamEncoded(req *storepb.SeriesRequest, srv grpc.ServerStreami
 			return errLimit
 		}
 		lset = withExternal(lset, ls, extLs)
+		if !shard.MatchesList(lset) {
+			return nil
+		}
 		enc.AddLabels(lset, chunks)
 		sent++
 		if n, size := enc.Len(); n >= perFrame || size >= maxFrameBytes {

@@ -6,6 +6,7 @@ import (
 	"math"
 	"slices"
 	"sort"
+	"sync"
 
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/storage"
@@ -24,6 +25,10 @@ type Store struct {
 	storepb.UnimplementedStoreServer
 	infopb.UnimplementedInfoServer
 
+	// mu serializes the calls on db: a read-only TSDB closes the blocks
+	// of its last querier when it opens the next one, under a query that
+	// may still read them (sharded queries ask concurrently).
+	mu            sync.Mutex
 	db            storage.ChunkQueryable
 	ext           labels.Labels
 	minT, maxT    int64
@@ -47,7 +52,7 @@ func (s *Store) Info(context.Context, *infopb.InfoRequest) (*infopb.InfoResponse
 	return &infopb.InfoResponse{
 		LabelSets:     []*labelpb.ZLabelSet{{Labels: storeapi.LabelsToProto(s.ext)}},
 		ComponentType: s.componentType,
-		Store:         &infopb.StoreInfo{MinTime: s.minT, MaxTime: s.maxT, SupportsWithoutReplicaLabels: true},
+		Store:         &infopb.StoreInfo{MinTime: s.minT, MaxTime: s.maxT, SupportsSharding: true, SupportsWithoutReplicaLabels: true},
 	}, nil
 }
 
@@ -92,6 +97,12 @@ func (s *Store) Series(req *storepb.SeriesRequest, srv grpc.ServerStreamingServe
 	if err != nil || !ok {
 		return err
 	}
+	shard, err := storeapi.NewShardMatcher(req.ShardInfo)
+	if err != nil {
+		return status.Error(codes.InvalidArgument, err.Error())
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	q, err := s.db.ChunkQuerier(req.MinTime, req.MaxTime)
 	if err != nil {
 		return status.Errorf(codes.Internal, "open querier: %v", err)
@@ -111,6 +122,9 @@ func (s *Store) Series(req *storepb.SeriesRequest, srv grpc.ServerStreamingServe
 		cs := set.At()
 		lset := storeapi.AttachExternalLabels(&b, cs.Labels(), s.ext)
 		lset = storeapi.WithoutLabels(&b, lset, strip)
+		if !shard.Matches(lset) {
+			continue
+		}
 		o := outSeries{lset: lset}
 		if !req.SkipChunks {
 			chks, err := storeapi.ChunksToProto(cs.Iterator(nil))
@@ -149,6 +163,8 @@ func (s *Store) LabelNames(ctx context.Context, req *storepb.LabelNamesRequest) 
 	if err != nil || !ok {
 		return &storepb.LabelNamesResponse{}, err
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	q, err := s.db.ChunkQuerier(req.Start, req.End)
 	if err != nil {
 		return nil, status.Errorf(codes.Internal, "open querier: %v", err)
@@ -177,6 +193,8 @@ func (s *Store) LabelValues(ctx context.Context, req *storepb.LabelValuesRequest
 	if err != nil || !ok {
 		return &storepb.LabelValuesResponse{}, err
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	q, err := s.db.ChunkQuerier(req.Start, req.End)
 	if err != nil {
 		return nil, status.Errorf(codes.Internal, "open querier: %v", err)

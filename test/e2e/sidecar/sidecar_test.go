@@ -15,6 +15,7 @@ import (
 
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/histogram"
+	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/tsdb/chunkenc"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -24,6 +25,7 @@ import (
 	"github.com/strata-metrics/strata/pkg/block"
 	"github.com/strata-metrics/strata/pkg/blockgen"
 	"github.com/strata-metrics/strata/pkg/shipper"
+	"github.com/strata-metrics/strata/pkg/storeapi"
 	"github.com/strata-metrics/strata/test/e2e"
 )
 
@@ -192,6 +194,60 @@ func TestSidecarShipsAndServes(t *testing.T) {
 		}
 		if n != 2 {
 			t.Fatalf("limit 2, batch %d (request %d): %d series", batch, i, n)
+		}
+	}
+	// Shards: the sidecar reads everything from Prometheus and keeps one
+	// shard's series, on both its paths (batched frames built by hand,
+	// or messages). The shards partition the series.
+	all := []*storepb.LabelMatcher{{Type: storepb.LabelMatcher_RE, Name: "__name__", Value: ".+"}}
+	whole := seriesLabels(t, store, &storepb.SeriesRequest{MinTime: mint, MaxTime: maxt, Matchers: all})
+	for _, batch := range []int64{0, 64} {
+		seen := map[string]bool{}
+		for i := range int64(3) {
+			shard := &storepb.ShardInfo{ShardIndex: i, TotalShards: 3, Labels: []string{"__name__", "replica"}}
+			m, _ := storeapi.NewShardMatcher(shard)
+			got := seriesLabels(t, store, &storepb.SeriesRequest{MinTime: mint, MaxTime: maxt, Matchers: all, ResponseBatchSize: batch, ShardInfo: shard})
+			if len(got) == 0 {
+				t.Fatalf("batch %d: shard %d is empty: the case proves nothing", batch, i)
+			}
+			for _, l := range got {
+				if !m.Matches(l) || seen[l.String()] {
+					t.Fatalf("batch %d: shard %d sent %s: not in the shard, or in another one too", batch, i, l)
+				}
+				seen[l.String()] = true
+			}
+		}
+		if len(seen) != len(whole) {
+			t.Fatalf("batch %d: the shards hold %d series, the whole request %d", batch, len(seen), len(whole))
+		}
+	}
+}
+
+// seriesLabels reads the label sets of a Series request's answer.
+func seriesLabels(t *testing.T, store storepb.StoreClient, req *storepb.SeriesRequest) []labels.Labels {
+	t.Helper()
+	stream, err := store.Series(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		out []labels.Labels
+		sb  labels.ScratchBuilder
+	)
+	for {
+		r, err := stream.Recv()
+		if err == io.EOF {
+			return out
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		batch := r.GetBatch().GetSeries()
+		if s := r.GetSeries(); s != nil {
+			batch = append(batch, s)
+		}
+		for _, s := range batch {
+			out = append(out, storeapi.LabelsFromProto(&sb, s.Labels))
 		}
 	}
 }

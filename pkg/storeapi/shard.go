@@ -1,0 +1,76 @@
+package storeapi
+
+import (
+	"fmt"
+
+	"github.com/cespare/xxhash/v2"
+	"github.com/prometheus/prometheus/model/labels"
+
+	"github.com/strata-metrics/strata/api/proto/storepb"
+)
+
+// ShardMatcher tells whether a series belongs to one shard of a
+// SeriesRequest's ShardInfo. The hash is Thanos' (xxhash of name, 0xff,
+// value, 0xff for each hashed label in label order), so a series lands in
+// the same shard on every store, ours or Thanos'.
+//
+// A nil ShardMatcher matches every series.
+type ShardMatcher struct {
+	index, total uint64
+	by           bool
+	names        map[string]struct{}
+	buf          []byte
+}
+
+// NewShardMatcher returns the matcher of info, nil when info does not
+// shard, or an error for a shard index outside the shard count.
+func NewShardMatcher(info *storepb.ShardInfo) (*ShardMatcher, error) {
+	if info == nil || info.TotalShards < 1 {
+		return nil, nil
+	}
+	if info.ShardIndex < 0 || info.ShardIndex >= info.TotalShards {
+		return nil, fmt.Errorf("shard index %d out of range for %d shards", info.ShardIndex, info.TotalShards)
+	}
+	m := &ShardMatcher{index: uint64(info.ShardIndex), total: uint64(info.TotalShards), by: info.By, names: make(map[string]struct{}, len(info.Labels))}
+	for _, n := range info.Labels {
+		m.names[n] = struct{}{}
+	}
+	return m, nil
+}
+
+// Matches reports whether lset (a series' complete labels, external labels
+// included) is in the shard. Not safe for concurrent use.
+func (m *ShardMatcher) Matches(lset labels.Labels) bool {
+	if m == nil {
+		return true
+	}
+	m.buf = m.buf[:0]
+	lset.Range(m.add)
+	return m.done()
+}
+
+// MatchesList is Matches for labels sorted by name in a slice.
+func (m *ShardMatcher) MatchesList(ls []labels.Label) bool {
+	if m == nil {
+		return true
+	}
+	m.buf = m.buf[:0]
+	for _, l := range ls {
+		m.add(l)
+	}
+	return m.done()
+}
+
+func (m *ShardMatcher) add(l labels.Label) {
+	if _, listed := m.names[l.Name]; listed != m.by {
+		return
+	}
+	m.buf = append(m.buf, l.Name...)
+	m.buf = append(m.buf, 0xff)
+	m.buf = append(m.buf, l.Value...)
+	m.buf = append(m.buf, 0xff)
+}
+
+func (m *ShardMatcher) done() bool {
+	return xxhash.Sum64(m.buf)%m.total == m.index
+}
