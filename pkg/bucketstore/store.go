@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -258,7 +259,30 @@ func (s *Store) selectStream(ctx context.Context, blocks []*bucketBlock, ms []*l
 			}
 			return out, err
 		}
-		p, err := tsdb.PostingsForMatchers(ctx, ixReader{sr.ir}, series...)
+		bms := series
+		// A shard keyed by one series label: its series are those with
+		// some of the label's values, found in the postings rather than
+		// by reading every series (the other shards' work, mostly).
+		if name, ok := shard.ByLabel(); ok && !ext.Has(name) {
+			vals, err := sr.ir.SortedLabelValues(ctx, name, nil)
+			if err != nil {
+				if err = b.indexErr(fmt.Errorf("values of %s: %w", name, err)); ctx.Err() == nil && skip(b, err) {
+					continue
+				}
+				return out, err
+			}
+			m, none, err := shard.ShardValuesMatcher(name, vals)
+			if err != nil {
+				return out, fmt.Errorf("shard matcher: %w", err)
+			}
+			if none {
+				continue
+			}
+			if m != nil {
+				bms = append(slices.Clip(series), m)
+			}
+		}
+		p, err := tsdb.PostingsForMatchers(ctx, ixReader{sr.ir}, bms...)
 		if err != nil {
 			if err = b.indexErr(fmt.Errorf("postings: %w", err)); ctx.Err() == nil && skip(b, err) {
 				continue
@@ -328,7 +352,8 @@ func (s *Store) selectStream(ctx context.Context, blocks []*bucketBlock, ms []*l
 
 var errTooManySeries = errors.New("too many series")
 
-// encodedFrameBytes closes a hand-built batch frame once its data reach it.
+// encodedFrameBytes bounds a hand-built batch frame (unless one series is
+// larger): the querier keeps frames in 4 MiB slabs, four to a slab.
 const encodedFrameBytes = 1 << 20
 
 // assumedChunkBytes is a typical chunk's size on disk (120 samples of a
@@ -511,6 +536,11 @@ func (s *Store) Series(req *storepb.SeriesRequest, srv grpc.ServerStreamingServe
 				}
 			}
 			sort.SliceStable(rawBuf, func(a, b int) bool { return rawBuf[a].MinTime < rawBuf[b].MinTime })
+			if !enc.FitsLabels(all[i].lset, rawBuf, encodedFrameBytes) {
+				if err := srv.SendMsg(enc.Frame()); err != nil {
+					return err
+				}
+			}
 			enc.Add(all[i].lset, rawBuf)
 			if windows != nil {
 				windows.release()

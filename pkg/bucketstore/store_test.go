@@ -494,50 +494,66 @@ func TestSeriesShards(t *testing.T) {
 		t.Fatal(err)
 	}
 	const total = 5
-	for _, path := range []string{"messages", "encoded"} {
-		seen := map[string]int{}
-		for i := range int64(total) {
-			shard := &storepb.ShardInfo{ShardIndex: i, TotalShards: total, Labels: []string{"__name__", "replica"}}
-			req := &storepb.SeriesRequest{MinTime: math.MinInt64, MaxTime: math.MaxInt64, Matchers: all, WithoutReplicaLabels: []string{"replica"},
-				ShardInfo: shard}
-			var (
-				got   map[string][]sample
-				order []string
-				err   error
-			)
-			if path == "messages" {
-				got, order, err = series(t, client, req)
-			} else {
-				req.ResponseBatchSize = 16
-				got, order, err = seriesBatched(t, encoded, req)
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(order) == 0 {
-				t.Fatalf("%s: shard %d is empty: the case proves nothing", path, i)
-			}
-			m, _ := storeapi.NewShardMatcher(shard)
-			for j, key := range order {
-				lset, err := parser.NewParser(parser.Options{}).ParseMetric(key)
+	keys := []struct {
+		by     bool
+		labels []string
+	}{
+		{false, []string{"__name__", "replica"}}, // every series read, hashed
+		{true, []string{"instance"}},             // by one label: picked from the postings
+		{true, []string{"le"}},                   // most series lack it
+		{true, []string{"cluster"}},              // an external label: the whole stream
+		{true, []string{"instance", "le"}},
+	}
+	for _, key := range keys {
+		for _, path := range []string{"messages", "encoded"} {
+			seen := map[string]int{}
+			nonEmpty := 0
+			for i := range int64(total) {
+				shard := &storepb.ShardInfo{ShardIndex: i, TotalShards: total, By: key.by, Labels: key.labels}
+				req := &storepb.SeriesRequest{MinTime: math.MinInt64, MaxTime: math.MaxInt64, Matchers: all, WithoutReplicaLabels: []string{"replica"},
+					ShardInfo: shard}
+				var (
+					got   map[string][]sample
+					order []string
+					err   error
+				)
+				if path == "messages" {
+					got, order, err = series(t, client, req)
+				} else {
+					req.ResponseBatchSize = 16
+					got, order, err = seriesBatched(t, encoded, req)
+				}
 				if err != nil {
 					t.Fatal(err)
 				}
-				if !m.Matches(lset) {
-					t.Fatalf("%s: shard %d sent %s, which is not in it", path, i, key)
+				if len(order) > 0 {
+					nonEmpty++
 				}
-				// Both replicas (the same labels here) or neither.
-				if j%2 == 1 && order[j-1] != key {
-					t.Fatalf("%s: shard %d has one replica of %s", path, i, order[j-1])
-				}
-				seen[key]++
-				if !slices.Equal(got[key], whole[key]) {
-					t.Fatalf("%s: shard %d: samples of %s differ from the whole request's", path, i, key)
+				m, _ := storeapi.NewShardMatcher(shard)
+				for j, k := range order {
+					lset, err := parser.NewParser(parser.Options{}).ParseMetric(k)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if !m.Matches(lset) {
+						t.Fatalf("%v %s: shard %d sent %s, which is not in it", key, path, i, k)
+					}
+					// Both replicas (the same labels here) or neither.
+					if j%2 == 1 && order[j-1] != k {
+						t.Fatalf("%v %s: shard %d has one replica of %s", key, path, i, order[j-1])
+					}
+					seen[k]++
+					if !slices.Equal(got[k], whole[k]) {
+						t.Fatalf("%v %s: shard %d: samples of %s differ from the whole request's", key, path, i, k)
+					}
 				}
 			}
-		}
-		if len(seen) != len(whole) {
-			t.Fatalf("%s: the shards hold %d series, the whole request %d", path, len(seen), len(whole))
+			if len(seen) != len(whole) {
+				t.Fatalf("%v %s: the shards hold %d series, the whole request %d", key, path, len(seen), len(whole))
+			}
+			if key.labels[0] != "cluster" && nonEmpty < 2 {
+				t.Fatalf("%v %s: %d shards with series: the case proves nothing", key, path, nonEmpty)
+			}
 		}
 	}
 	_, _, err = series(t, client, &storepb.SeriesRequest{MinTime: math.MinInt64, MaxTime: math.MaxInt64, Matchers: all,

@@ -27,6 +27,7 @@ import (
 
 	"github.com/strata-metrics/strata/pkg/blockgen"
 	"github.com/strata-metrics/strata/pkg/component"
+	"github.com/strata-metrics/strata/pkg/query"
 	"github.com/strata-metrics/strata/pkg/tsdbstore"
 )
 
@@ -116,6 +117,7 @@ func runQuerier(t *testing.T, endpoints ...string) (promv1.API, string, string, 
 		Endpoints: endpoints, EndpointRefresh: time.Second, ReplicaLabels: []string{"replica"},
 		Timeout: time.Minute, MaxConcurrent: 4, LookbackDelta: 5 * time.Minute, MaxSamples: 50_000_000,
 		PartialResponse: true, DefaultStep: time.Minute,
+		VerticalShards: DefaultVerticalShards, ShardConcurrency: DefaultShardConcurrency,
 		DialOptions: []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())},
 	}, rt)
 	if err != nil {
@@ -301,16 +303,20 @@ func TestResultsOutliveFrameReuse(t *testing.T) {
 	b, _ := serveStore(t, dirB, labels.FromStrings("replica", "b"))
 	_, url, _, qr := runQuerier(t, a, b)
 	waitStores(t, url, 2)
+	// The options the HTTP API gives a range query at step 5m under
+	// auto-downsampling (the default): a fifth of the step, which reads
+	// raw blocks only, so frames are pooled as at resolution 0.
+	qctx := query.WithOptions(ctx(t), query.Options{Dedup: true, ReplicaLabels: []string{"replica"}, MaxResolution: time.Minute.Milliseconds()})
 	run := func(q string, shift time.Duration) *promql.Result {
 		t.Helper()
-		qry, err := qr.Engine.NewRangeQuery(ctx(t), qr.Queryable, nil, q, end.Add(-5*time.Hour-shift), end.Add(-time.Minute-shift), 5*time.Minute)
+		qry, err := qr.Engine.NewRangeQuery(qctx, qr.Queryable, nil, q, end.Add(-5*time.Hour-shift), end.Add(-time.Minute-shift), 5*time.Minute)
 		if err != nil {
 			t.Fatal(err)
 		}
 		// Closing the query would return its points to PromQL's pools;
 		// the storage querier under it is closed when Exec returns.
 		t.Cleanup(qry.Close)
-		res := qry.Exec(ctx(t))
+		res := qry.Exec(qctx)
 		if res.Err != nil {
 			t.Fatalf("%s: %v", q, res.Err)
 		}

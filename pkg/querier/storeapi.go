@@ -112,7 +112,7 @@ func (s *storeServer) Info(context.Context, *infopb.InfoRequest) (*infopb.InfoRe
 	if mint > maxt {
 		mint, maxt = 0, 0
 	}
-	resp.Store = &infopb.StoreInfo{MinTime: mint, MaxTime: maxt, SupportsWithoutReplicaLabels: true}
+	resp.Store = &infopb.StoreInfo{MinTime: mint, MaxTime: maxt, SupportsSharding: true, SupportsWithoutReplicaLabels: true}
 	if len(s.eps.MetadataEndpoints()) > 0 {
 		resp.MetricMetadata = &infopb.MetricMetadataInfo{}
 	}
@@ -145,6 +145,16 @@ func (s *storeServer) Series(req *storepb.SeriesRequest, srv grpc.ServerStreamin
 		return status.Error(codes.InvalidArgument, err.Error())
 	}
 	ctx := s.options(srv.Context(), req.WithoutReplicaLabels, req.PartialResponseDisabled || req.PartialResponseStrategy == storepb.PartialResponseStrategy_ABORT)
+	if req.ShardInfo != nil {
+		// The shard goes down to the stores; the labels it hashes are
+		// the same there (replica labels are stripped alike).
+		if _, err := storeapi.NewShardMatcher(req.ShardInfo); err != nil {
+			return status.Error(codes.InvalidArgument, err.Error())
+		}
+		opts := query.OptionsFrom(ctx, s.q.Defaults)
+		opts.Shard = req.ShardInfo
+		ctx = query.WithOptions(ctx, opts)
+	}
 	// Each series is re-encoded and sent before the next is read.
 	q := s.q.StreamingQuerier(req.MinTime, req.MaxTime)
 	defer q.Close()

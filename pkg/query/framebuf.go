@@ -22,8 +22,10 @@ import (
 const slabSize = 4 << 20
 
 // maxPooledFrame is the largest frame that is carved from a slab; larger
-// ones get a buffer of their own.
-const maxPooledFrame = slabSize / 4
+// ones get a buffer of their own. Stores close a batch frame once it
+// reaches 1 MiB, so frames run a little past it: a quarter slab missed
+// most frames of wide series.
+const maxPooledFrame = slabSize / 2
 
 // slabPool keeps free slabs between queries. Slabs that no query has needed
 // for a trim interval are dropped, so an idle querier gives the memory back.

@@ -79,10 +79,9 @@ func TestSlabPoolDropsIdleSlabs(t *testing.T) {
 	b := &frameBuffers{pool: pool}
 	b.alloc(ownBytes)
 	for range 4 {
-		b.alloc(maxPooledFrame)
-		b.alloc(maxPooledFrame)
-		b.alloc(maxPooledFrame)
-		b.alloc(maxPooledFrame)
+		for range slabSize / maxPooledFrame { // one slab's worth
+			b.alloc(maxPooledFrame)
+		}
 	}
 	b.release()
 	if pool.freeBytes() != 4*slabSize {

@@ -2,6 +2,8 @@ package query
 
 import (
 	"context"
+
+	"github.com/strata-metrics/strata/api/proto/storepb"
 )
 
 // Options are the per-request settings of the Thanos query parameters.
@@ -14,6 +16,9 @@ type Options struct {
 	PartialResponse bool
 	// MaxResolution (ms) is the coarsest downsampling resolution wanted; 0 is raw.
 	MaxResolution int64
+	// Shard restricts the series selected to one shard of them (a query
+	// evaluated shard by shard); nil selects all.
+	Shard *storepb.ShardInfo
 }
 
 type optionsKey struct{}

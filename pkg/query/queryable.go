@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/strata-metrics/strata/api/proto/storepb"
+	"github.com/strata-metrics/strata/pkg/block"
 	"github.com/strata-metrics/strata/pkg/dedup"
 	"github.com/strata-metrics/strata/pkg/storeapi"
 )
@@ -142,6 +143,9 @@ func (q *querier) Select(ctx context.Context, _ bool, hints *storage.SelectHints
 	if err != nil {
 		return storage.ErrSeriesSet(err)
 	}
+	if _, err := storeapi.NewShardMatcher(opts.Shard); err != nil {
+		return storage.ErrSeriesSet(err)
+	}
 	req := &storepb.SeriesRequest{
 		MinTime:                 mint,
 		MaxTime:                 maxt,
@@ -153,6 +157,7 @@ func (q *querier) Select(ctx context.Context, _ bool, hints *storage.SelectHints
 		// Stores that know it send series in batches, far cheaper on gRPC
 		// than a frame per series; others ignore the field.
 		ResponseBatchSize: responseBatchSize,
+		ShardInfo:         opts.Shard,
 	}
 	if opts.PartialResponse {
 		req.PartialResponseStrategy = storepb.PartialResponseStrategy_WARN
@@ -228,10 +233,15 @@ func (q *querier) openStream(ctx context.Context, st Store, req *storepb.SeriesR
 		return nil, fmt.Errorf("store %s: series: %w", st.Name(), err)
 	}
 	s := &seriesStream{store: st.Name(), aggrs: req.Aggregates, rank: replicaRank(st, opts.ReplicaLabels), stream: stream, cancel: cancel, partial: opts.PartialResponse}
+	// Stores that do not know shards send every series: the shard is
+	// kept here too (a matcher per stream, it keeps a buffer).
+	s.shard, _ = storeapi.NewShardMatcher(req.ShardInfo)
 	// Pooled buffers only for raw chunks: labels (series calls) and
 	// aggregates (downsampled data) are copied out of the frame, which is
-	// then garbage at once.
-	if !req.SkipChunks && req.MaxResolutionWindow == 0 {
+	// then garbage at once. A resolution below the first downsampling
+	// level (auto-downsampling gives a fifth of the step) reads raw blocks
+	// only.
+	if !req.SkipChunks && req.MaxResolutionWindow < block.Resolution5m {
 		s.frame.bufs = q.bufs
 	}
 	q.mu.Lock()

@@ -26,6 +26,7 @@ type seriesStream struct {
 	stream  grpc.ClientStream // frames decoded by seriesCodec
 	cancel  context.CancelFunc
 	partial bool
+	shard   *storeapi.ShardMatcher
 
 	frame seriesFrame
 	batch []frameSeries
@@ -41,6 +42,9 @@ func (s *seriesStream) Next() bool {
 			fs := s.batch[0]
 			s.batch[0] = frameSeries{}
 			s.batch = s.batch[1:]
+			if !s.shard.Matches(fs.lset) {
+				continue
+			}
 			s.cur = &chunkSeries{lset: fs.lset, raw: fs.raw, chunks: fs.chunks, rank: s.rank, aggrs: s.aggrs}
 			return true
 		}

@@ -267,7 +267,8 @@ func (s *store) LabelValues(ctx context.Context, req *storepb.LabelValuesRequest
 // next request.
 var batchBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 512<<10+64<<10); return &b }}
 
-// maxFrameBytes closes an encoded batch frame once its data reach it.
+// maxFrameBytes bounds an encoded batch frame (unless one series is
+// larger): the querier keeps frames in 4 MiB slabs, four to a slab.
 const maxFrameBytes = 1 << 20
 
 // streamEncoded is Series' common path (Prometheus' order kept, batches
@@ -278,8 +279,8 @@ const maxFrameBytes = 1 << 20
 // sends them as they are.
 func (s *store) streamEncoded(req *storepb.SeriesRequest, srv grpc.ServerStreamingServer[storepb.SeriesResponse], stream *promclient.ChunkedStream, ext labels.Labels, shard *storeapi.ShardMatcher) error {
 	var (
-		// A frame is sent once it reaches maxFrameBytes; the last series
-		// may take it a little past.
+		// A frame is sent before it would pass maxFrameBytes; only a
+		// series larger on its own takes it past.
 		enc    = storeapi.SeriesFrameEncoder{SizeHint: maxFrameBytes + 64<<10}
 		parser frameParser
 		extLs  []labels.Label
@@ -364,6 +365,11 @@ func (s *store) streamEncoded(req *storepb.SeriesRequest, srv grpc.ServerStreami
 		lset = withExternal(lset, ls, extLs)
 		if !shard.MatchesList(lset) {
 			return nil
+		}
+		if !enc.Fits(lset, chunks, maxFrameBytes) {
+			if err := flush(); err != nil {
+				return err
+			}
 		}
 		enc.AddLabels(lset, chunks)
 		sent++

@@ -91,15 +91,7 @@ func (e *SeriesFrameEncoder) AddLabels(ls []labels.Label, chunks []RawChunk) {
 		e.full = framePool.Get(max(e.SizeHint, 0) + framePrefix)
 		e.buf = (*e.full)[:framePrefix]
 	}
-	size := 0
-	for _, l := range ls {
-		n := labelSize(l)
-		size += 1 + protowire.SizeVarint(uint64(n)) + n
-	}
-	for _, c := range chunks {
-		n := aggrSize(c)
-		size += 1 + protowire.SizeVarint(uint64(n)) + n
-	}
+	size := seriesSize(ls, chunks)
 	b := protowire.AppendTag(e.buf, 1, protowire.BytesType) // SeriesBatch.series
 	b = protowire.AppendVarint(b, uint64(size))
 	for _, l := range ls {
@@ -128,6 +120,40 @@ func (e *SeriesFrameEncoder) AddLabels(ls []labels.Label, chunks []RawChunk) {
 	}
 	e.buf = b
 	e.series++
+}
+
+func seriesSize(ls []labels.Label, chunks []RawChunk) int {
+	size := 0
+	for _, l := range ls {
+		n := labelSize(l)
+		size += 1 + protowire.SizeVarint(uint64(n)) + n
+	}
+	for _, c := range chunks {
+		n := aggrSize(c)
+		size += 1 + protowire.SizeVarint(uint64(n)) + n
+	}
+	return size
+}
+
+// Fits tells whether the frame as sent stays within limit bytes with the
+// series added, or is empty: callers send the frame first when it
+// does not, so frames stay within the limit unless one series alone is
+// larger. A querier that keeps frames in fixed-size buffers packs them
+// without waste.
+func (e *SeriesFrameEncoder) Fits(ls []labels.Label, chunks []RawChunk, limit int) bool {
+	if e.series == 0 {
+		return true
+	}
+	n := seriesSize(ls, chunks)
+	_, cur := e.Len()
+	return framePrefix+cur+1+protowire.SizeVarint(uint64(n))+n <= limit
+}
+
+// FitsLabels is Fits for a labels.Labels.
+func (e *SeriesFrameEncoder) FitsLabels(lset labels.Labels, chunks []RawChunk, limit int) bool {
+	e.scratch = e.scratch[:0]
+	lset.Range(func(l labels.Label) { e.scratch = append(e.scratch, l) })
+	return e.Fits(e.scratch, chunks, limit)
 }
 
 // Frame returns the frame (nil when empty) and resets the encoder. Sent

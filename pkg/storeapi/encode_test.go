@@ -1,6 +1,7 @@
 package storeapi
 
 import (
+	"strconv"
 	"testing"
 
 	"github.com/prometheus/prometheus/model/labels"
@@ -45,5 +46,41 @@ func TestSeriesFrameEncoder(t *testing.T) {
 	}
 	if n, b := e.Len(); n != 0 || b != 0 || e.Frame() != nil {
 		t.Fatal("Frame must reset the encoder")
+	}
+}
+
+// TestFrameFits: frames closed when the next series does not fit stay
+// within the limit as sent, prefix included; a series larger than the
+// limit alone still goes out, in a frame of its own.
+func TestFrameFits(t *testing.T) {
+	const limit = 4096
+	var enc SeriesFrameEncoder
+	data := make([]byte, 300)
+	frames := 0
+	send := func() {
+		f := enc.Frame()
+		if f == nil {
+			return
+		}
+		frames++
+		if n := len(*f.buf); n > limit {
+			t.Fatalf("frame %d is %d bytes, over the %d limit", frames, n, limit)
+		}
+	}
+	for i := range 100 {
+		ls := []labels.Label{{Name: "__name__", Value: "m"}, {Name: "i", Value: strconv.Itoa(i)}}
+		chunks := []RawChunk{{MinTime: 1, MaxTime: 2, Type: 1, Data: data}}
+		if !enc.Fits(ls, chunks, limit) {
+			send()
+		}
+		enc.AddLabels(ls, chunks)
+	}
+	send()
+	if frames < 100*300/limit {
+		t.Fatalf("%d frames for 30 KB in frames of at most 4 KiB", frames)
+	}
+	big := []RawChunk{{MinTime: 1, MaxTime: 2, Type: 1, Data: make([]byte, 2*limit)}}
+	if !enc.Fits([]labels.Label{{Name: "a", Value: "b"}}, big, limit) {
+		t.Fatal("an empty frame must take a series of any size")
 	}
 }

@@ -2,6 +2,8 @@ package storeapi
 
 import (
 	"fmt"
+	"regexp"
+	"strings"
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/prometheus/prometheus/model/labels"
@@ -73,4 +75,58 @@ func (m *ShardMatcher) add(l labels.Label) {
 
 func (m *ShardMatcher) done() bool {
 	return xxhash.Sum64(m.buf)%m.total == m.index
+}
+
+// ByLabel returns the one label the shard is keyed by, when it is keyed by
+// one label only: its series can then be picked by that label's values
+// (ValueInShard) from an index, without reading each series.
+func (m *ShardMatcher) ByLabel() (string, bool) {
+	if m == nil || !m.by || len(m.names) != 1 {
+		return "", false
+	}
+	for n := range m.names {
+		return n, true
+	}
+	return "", false
+}
+
+// ValueInShard tells whether series whose ByLabel label has value v are in
+// the shard; v "" stands for series without the label.
+func (m *ShardMatcher) ValueInShard(name, v string) bool {
+	m.buf = m.buf[:0]
+	if v != "" {
+		m.add(labels.Label{Name: name, Value: v})
+	}
+	return m.done()
+}
+
+// ShardValuesMatcher returns a matcher that selects the series of the shard
+// among series whose label name takes the values vals (all of them in an
+// index, sorted or not), or nil when every series is in the shard. none is
+// true when no series is.
+func (m *ShardMatcher) ShardValuesMatcher(name string, vals []string) (matcher *labels.Matcher, none bool, err error) {
+	var in, out []string
+	for _, v := range vals {
+		if v == "" {
+			continue
+		}
+		if m.ValueInShard(name, v) {
+			in = append(in, regexp.QuoteMeta(v))
+		} else {
+			out = append(out, regexp.QuoteMeta(v))
+		}
+	}
+	absentIn := m.ValueInShard(name, "")
+	switch {
+	case len(out) == 0 && absentIn:
+		return nil, false, nil
+	case len(in) == 0 && !absentIn:
+		return nil, true, nil
+	case absentIn:
+		// Series without the label match a negative matcher.
+		matcher, err = labels.NewMatcher(labels.MatchNotRegexp, name, strings.Join(out, "|"))
+	default:
+		matcher, err = labels.NewMatcher(labels.MatchRegexp, name, strings.Join(in, "|"))
+	}
+	return matcher, false, err
 }

@@ -1,0 +1,271 @@
+package queryshard
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/promql"
+	"github.com/prometheus/prometheus/promql/parser"
+	"github.com/prometheus/prometheus/storage"
+	"github.com/prometheus/prometheus/util/annotations"
+	"github.com/prometheus/prometheus/util/stats"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/strata-metrics/strata/api/proto/storepb"
+	"github.com/strata-metrics/strata/pkg/query"
+)
+
+// Config of a sharding engine.
+type Config struct {
+	// Engine evaluates the shards and the query over their results.
+	Engine *promql.Engine
+	Parser parser.Parser
+	// Shards is how many parts the series of an aggregation are split
+	// into; below 2 nothing is sharded.
+	Shards int
+	// Concurrency is how many shards are evaluated at once.
+	Concurrency int
+	// Defaults are the query options of a request that sets none.
+	Defaults query.Options
+}
+
+// Engine is a promql.QueryEngine that evaluates the aggregations of range
+// queries shard by shard: each shard selects a disjoint part of the series
+// (by a hash of the labels the aggregation groups by), so the querier holds
+// the series and the per-step values of one shard at a time instead of all
+// of them. The answer is the Prometheus engine's own: only aggregations
+// whose groups fall whole into one shard, or whose shard results join
+// exactly (count, min, max, group), are sharded.
+type Engine struct {
+	cfg Config
+}
+
+// New returns the sharding engine of cfg.
+func New(cfg Config) *Engine {
+	cfg.Concurrency = max(cfg.Concurrency, 1)
+	return &Engine{cfg: cfg}
+}
+
+var _ promql.QueryEngine = (*Engine)(nil)
+
+// NewInstantQuery is the Prometheus engine's: an instant query holds one
+// value per series, and the order of an instant vector is part of its
+// answer.
+func (e *Engine) NewInstantQuery(ctx context.Context, q storage.Queryable, opts promql.QueryOpts, qs string, ts time.Time) (promql.Query, error) {
+	return e.cfg.Engine.NewInstantQuery(ctx, q, opts, qs, ts)
+}
+
+// NewRangeQuery shards the query's aggregations where it can.
+func (e *Engine) NewRangeQuery(ctx context.Context, q storage.Queryable, opts promql.QueryOpts, qs string, start, end time.Time, interval time.Duration) (promql.Query, error) {
+	// The engine's own query first: it validates as Prometheus does.
+	whole, err := e.cfg.Engine.NewRangeQuery(ctx, q, opts, qs, start, end, interval)
+	if err != nil || e.cfg.Shards < 2 || (opts != nil && opts.EnablePerStepStats()) {
+		return whole, err
+	}
+	expr, err := e.cfg.Parser.ParseExpr(qs)
+	if err != nil {
+		return whole, nil
+	}
+	qopts := query.OptionsFrom(ctx, e.cfg.Defaults)
+	var replicaLabels []string
+	if qopts.Dedup {
+		replicaLabels = qopts.ReplicaLabels
+	}
+	parts := plan(expr, replicaLabels)
+	if len(parts) == 0 {
+		return whole, nil
+	}
+	whole.Close()
+	return &shardedQuery{e: e, q: q, opts: opts, qs: qs, expr: expr, parts: parts, start: start, end: end, interval: interval}, nil
+}
+
+// shardedQuery is a range query evaluated part by part, shard by shard,
+// then as a whole over the parts' results.
+type shardedQuery struct {
+	e          *Engine
+	q          storage.Queryable
+	opts       promql.QueryOpts
+	qs         string
+	expr       parser.Expr
+	parts      []part
+	start, end time.Time
+	interval   time.Duration
+	mu         sync.Mutex
+	cancel     context.CancelFunc
+	outer      promql.Query
+	samples    stats.QuerySamples
+	cancelled  bool
+}
+
+func (s *shardedQuery) Exec(ctx context.Context) *promql.Result {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	s.mu.Lock()
+	if s.cancelled {
+		s.mu.Unlock()
+		return &promql.Result{Err: promql.ErrQueryCanceled("query cancelled")}
+	}
+	s.cancel = cancel
+	s.mu.Unlock()
+
+	var warns annotations.Annotations
+	results := make([][]resultSeries, len(s.parts))
+	subs := make([]parser.Expr, len(s.parts))
+	for i, p := range s.parts {
+		rs, w, err := s.evalPart(ctx, p)
+		warns.Merge(w)
+		if err != nil {
+			return &promql.Result{Err: err, Warnings: warns}
+		}
+		sortResults(rs)
+		results[i] = rs
+		var sel parser.Expr = &parser.VectorSelector{LabelMatchers: []*labels.Matcher{
+			labels.MustNewMatcher(labels.MatchEqual, resultLabel, strconv.Itoa(i))}}
+		if p.combine != 0 {
+			sel = &parser.AggregateExpr{Op: p.combine, Expr: sel}
+		}
+		subs[i] = sel
+	}
+	outerQS := substitute(s.expr, s.parts, subs).String()
+	outer, err := s.e.cfg.Engine.NewRangeQuery(ctx, resultQueryable{Queryable: s.q, results: results}, s.opts, outerQS, s.start, s.end, s.interval)
+	if err != nil {
+		return &promql.Result{Err: fmt.Errorf("sharded query: evaluate %s over its parts: %w", outerQS, err), Warnings: warns}
+	}
+	s.mu.Lock()
+	s.outer = outer
+	s.mu.Unlock()
+	res := outer.Exec(ctx)
+	res.Warnings = warns.Merge(res.Warnings)
+	return res
+}
+
+// evalPart evaluates one part shard by shard and returns its results.
+func (s *shardedQuery) evalPart(ctx context.Context, p part) ([]resultSeries, annotations.Annotations, error) {
+	n := s.e.cfg.Shards
+	qopts := query.OptionsFrom(ctx, s.e.cfg.Defaults)
+	qs := p.node.String()
+	step := s.interval.Milliseconds()
+	startMs, endMs := s.start.UnixMilli(), s.end.UnixMilli()
+	var (
+		mu    sync.Mutex
+		out   []resultSeries
+		warns annotations.Annotations
+	)
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(s.e.cfg.Concurrency)
+	for i := range n {
+		g.Go(func() error {
+			o := qopts
+			o.Shard = &storepb.ShardInfo{ShardIndex: int64(i), TotalShards: int64(n), By: p.by, Labels: p.labels}
+			sctx := query.WithOptions(gctx, o)
+			q, err := s.e.cfg.Engine.NewRangeQuery(sctx, s.q, s.opts, qs, s.start, s.end, s.interval)
+			if err != nil {
+				return err
+			}
+			defer q.Close()
+			res := q.Exec(sctx)
+			if st := q.Stats(); st != nil && st.Samples != nil {
+				s.mu.Lock()
+				s.samples.TotalSamples += st.Samples.TotalSamples
+				s.samples.PeakSamples = max(s.samples.PeakSamples, st.Samples.PeakSamples)
+				s.mu.Unlock()
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			warns.Merge(res.Warnings)
+			if res.Err != nil {
+				return res.Err
+			}
+			mat, err := res.Matrix()
+			if err != nil {
+				return fmt.Errorf("sharded query: shard %d of %s: %w", i, qs, err)
+			}
+			// Copied out: Close gives the points back to the engine.
+			for _, ser := range mat {
+				out = append(out, newResultSeries(ser, i, p.combine != 0, startMs, endMs, step))
+			}
+			return nil
+		})
+	}
+	err := g.Wait()
+	return out, warns, err
+}
+
+// substitute returns expr with each part's aggregation replaced by its
+// substitute. The parts' nodes are replaced in place: expr is this query's
+// own parse.
+func substitute(expr parser.Expr, parts []part, subs []parser.Expr) parser.Expr {
+	repl := make(map[parser.Expr]parser.Expr, len(parts))
+	for i, p := range parts {
+		repl[p.node] = subs[i]
+	}
+	var walk func(e parser.Expr) parser.Expr
+	walk = func(e parser.Expr) parser.Expr {
+		if r, ok := repl[e]; ok {
+			return r
+		}
+		switch n := e.(type) {
+		case *parser.ParenExpr:
+			n.Expr = walk(n.Expr)
+		case *parser.UnaryExpr:
+			n.Expr = walk(n.Expr)
+		case *parser.BinaryExpr:
+			n.LHS, n.RHS = walk(n.LHS), walk(n.RHS)
+		case *parser.Call:
+			for i, a := range n.Args {
+				n.Args[i] = walk(a)
+			}
+		case *parser.AggregateExpr:
+			n.Expr = walk(n.Expr)
+		}
+		return e
+	}
+	return walk(expr)
+}
+
+func (s *shardedQuery) Close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.outer != nil {
+		s.outer.Close()
+	}
+}
+
+// Statement is the query as asked: Exec rewrites s.expr.
+func (s *shardedQuery) Statement() parser.Statement {
+	expr, _ := s.e.cfg.Parser.ParseExpr(s.qs)
+	return &parser.EvalStmt{Expr: expr, Start: s.start, End: s.end, Interval: s.interval}
+}
+
+// Stats are the outer query's timings with the samples of every shard.
+func (s *shardedQuery) Stats() *stats.Statistics {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := &stats.Statistics{Timers: stats.NewQueryTimers(), Samples: &stats.QuerySamples{}}
+	if s.outer != nil {
+		if o := s.outer.Stats(); o != nil {
+			st.Timers = o.Timers
+			if o.Samples != nil {
+				*st.Samples = *o.Samples
+			}
+		}
+	}
+	st.Samples.TotalSamples += s.samples.TotalSamples
+	st.Samples.PeakSamples = max(st.Samples.PeakSamples, s.samples.PeakSamples)
+	return st
+}
+
+func (s *shardedQuery) Cancel() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.cancelled = true
+	if s.cancel != nil {
+		s.cancel()
+	}
+}
+
+func (s *shardedQuery) String() string { return s.qs }
