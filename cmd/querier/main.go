@@ -44,6 +44,8 @@ func main() {
 		Default("0s").DurationVar(&cfg.StoreTimeout)
 	app.Flag("query.vertical-shards", "Split the series of a range query's aggregations into this many shards, evaluated one after another, so the querier holds a fraction of a wide query at a time; 1 evaluates queries whole. Only aggregations whose answer stays exact are split.").
 		Default(strconv.Itoa(querier.DefaultVerticalShards)).IntVar(&cfg.VerticalShards)
+	app.Flag("query.vertical-shards-min-range", "Range queries spanning less than this are evaluated whole: they hold little, and every shard costs a Series request to each store (a full remote read of Prometheus on a sidecar).").
+		Default(querier.DefaultShardMinRange.String()).DurationVar(&cfg.ShardMinRange)
 	app.Flag("query.vertical-shards-concurrency", "Shards of one query evaluated at once.").Default(strconv.Itoa(querier.DefaultShardConcurrency)).IntVar(&cfg.ShardConcurrency)
 	app.Flag("enable-feature", "Enable a PromQL feature, as Prometheus' flag of the same name (repeatable or comma-separated): "+strings.Join(querier.PromQLFeatures, ", ")+".").
 		StringsVar(&cfg.Features)

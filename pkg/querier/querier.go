@@ -41,6 +41,8 @@ type Config struct {
 	// queries are evaluated whole.
 	VerticalShards   int
 	ShardConcurrency int
+	// ShardMinRange is the shortest query range that is sharded.
+	ShardMinRange time.Duration
 }
 
 // The defaults of --query.vertical-shards and its concurrency: on 20k
@@ -50,6 +52,9 @@ type Config struct {
 const (
 	DefaultVerticalShards   = 16
 	DefaultShardConcurrency = 2
+	// Shorter ranges are mostly recent data, served by sidecars, which
+	// read everything from Prometheus once per shard.
+	DefaultShardMinRange = 6 * time.Hour
 )
 
 // DefaultGCPercent is the querier's GOGC when the environment sets none,
@@ -137,7 +142,7 @@ func New(cfg Config, rt *component.Runtime) (*Querier, error) {
 	eo.NoStepSubqueryIntervalFn = func(int64) int64 { return cfg.DefaultStep.Milliseconds() }
 	eo.Parser = p
 	engine := queryshard.New(queryshard.Config{Engine: promql.NewEngine(eo), Parser: p, Shards: cfg.VerticalShards,
-		Concurrency: cfg.ShardConcurrency, Defaults: defaults})
+		Concurrency: cfg.ShardConcurrency, MinRange: cfg.ShardMinRange, Defaults: defaults})
 	api := queryapi.New(queryapi.Config{
 		Engine:           engine,
 		Queryable:        q,

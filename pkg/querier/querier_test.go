@@ -118,7 +118,8 @@ func runQuerier(t *testing.T, endpoints ...string) (promv1.API, string, string, 
 		Timeout: time.Minute, MaxConcurrent: 4, LookbackDelta: 5 * time.Minute, MaxSamples: 50_000_000,
 		PartialResponse: true, DefaultStep: time.Minute,
 		VerticalShards: DefaultVerticalShards, ShardConcurrency: DefaultShardConcurrency,
-		DialOptions: []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())},
+		ShardMinRange: time.Hour,
+		DialOptions:   []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())},
 	}, rt)
 	if err != nil {
 		t.Fatal(err)

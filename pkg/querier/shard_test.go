@@ -96,6 +96,23 @@ func TestVerticalShardsEqualWhole(t *testing.T) {
 	}
 }
 
+// TestVerticalShardsMinRange: ranges shorter than the minimum are
+// evaluated whole (runQuerier sets it to 1h).
+func TestVerticalShardsMinRange(t *testing.T) {
+	_, _, _, qr := runQuerier(t)
+	end := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+	for rng, sharded := range map[time.Duration]bool{59 * time.Minute: false, time.Hour: true} {
+		q, err := qr.Engine.NewRangeQuery(ctx(t), qr.Queryable, nil, `count(node_load1)`, end.Add(-rng), end, time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		q.Close()
+		if got := strings.Contains(fmt.Sprintf("%T", q), "queryshard"); got != sharded {
+			t.Fatalf("range %s: sharded %v, want %v", rng, got, sharded)
+		}
+	}
+}
+
 // diffMatrix describes the first difference between two range answers,
 // comparing floats bit for bit.
 func diffMatrix(got, want promql.Matrix) string {

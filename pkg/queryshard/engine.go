@@ -29,6 +29,10 @@ type Config struct {
 	Shards int
 	// Concurrency is how many shards are evaluated at once.
 	Concurrency int
+	// MinRange is the shortest range (end - start) a query is sharded
+	// over: shorter ones hold little, and each shard costs a Series
+	// request to every store, a remote read of Prometheus on a sidecar.
+	MinRange time.Duration
 	// Defaults are the query options of a request that sets none.
 	Defaults query.Options
 }
@@ -63,7 +67,7 @@ func (e *Engine) NewInstantQuery(ctx context.Context, q storage.Queryable, opts 
 func (e *Engine) NewRangeQuery(ctx context.Context, q storage.Queryable, opts promql.QueryOpts, qs string, start, end time.Time, interval time.Duration) (promql.Query, error) {
 	// The engine's own query first: it validates as Prometheus does.
 	whole, err := e.cfg.Engine.NewRangeQuery(ctx, q, opts, qs, start, end, interval)
-	if err != nil || e.cfg.Shards < 2 || (opts != nil && opts.EnablePerStepStats()) {
+	if err != nil || e.cfg.Shards < 2 || end.Sub(start) < e.cfg.MinRange || (opts != nil && opts.EnablePerStepStats()) {
 		return whole, err
 	}
 	expr, err := e.cfg.Parser.ParseExpr(qs)

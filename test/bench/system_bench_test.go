@@ -118,7 +118,7 @@ func BenchmarkSystem(b *testing.B) {
 	}
 	qr, err := querier.New(querier.Config{Endpoints: []string{l.Addr().String()}, EndpointRefresh: time.Second, ReplicaLabels: []string{"replica"},
 		Timeout: 5 * time.Minute, MaxConcurrent: 4, LookbackDelta: 5 * time.Minute, MaxSamples: 500_000_000, PartialResponse: false, DefaultStep: time.Minute,
-		VerticalShards: querier.DefaultVerticalShards, ShardConcurrency: querier.DefaultShardConcurrency,
+		VerticalShards: querier.DefaultVerticalShards, ShardConcurrency: querier.DefaultShardConcurrency, ShardMinRange: querier.DefaultShardMinRange,
 		DialOptions: []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(math.MaxInt32))}}, rt)
 	if err != nil {
 		b.Fatal(err)
