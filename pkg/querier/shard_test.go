@@ -3,6 +3,7 @@ package querier
 import (
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -29,10 +30,11 @@ func TestVerticalShardsEqualWhole(t *testing.T) {
 	start, stop, step := end.Add(-5*time.Hour), end.Add(-time.Minute), time.Minute
 
 	for _, tc := range []struct {
-		q       string
-		dedup   bool
-		gaps    bool // the answer has series that come and go: stale markers between parts
-		wantErr string
+		q         string
+		dedup     bool
+		gaps      bool // the answer has series that come and go: stale markers between parts
+		annotated bool // the answer has warnings or infos
+		wantErr   string
 	}{
 		{q: `count({__name__=~".+"})`, dedup: true},
 		{q: `count({__name__=~"node_.+"})`, dedup: false},
@@ -49,6 +51,10 @@ func TestVerticalShardsEqualWhole(t *testing.T) {
 		{q: `count_values by (job) ("v", round(node_load1 * 2))`, dedup: true, gaps: true},
 		{q: `sum by (job) (max_over_time(node_load1[30m:1m]))`, dedup: true},
 		{q: `count by (replica) (node_load1)`, dedup: false},
+		// Annotations of the parts and of the query over them, at the
+		// positions of the query as asked.
+		{q: `1 + sum by (job) (rate(node_load1[5m]))`, dedup: true, annotated: true},
+		{q: "sum by (job) (node_load1)\n  + on (job) group_left max by (job) (rate(node_load1[5m]))\n  + on (job) group_left rate(node_load1{instance=\"host-00001:9100\"}[5m])", dedup: true, annotated: true},
 		// Series that differ only in their name collide after rate(): the
 		// error must not vanish because they fell into different shards.
 		{q: `count(rate({__name__=~"node_load1|node_memory_MemAvailable_bytes"}[5m]))`, dedup: true, wantErr: "same labelset"},
@@ -76,6 +82,20 @@ func TestVerticalShardsEqualWhole(t *testing.T) {
 			}
 			if got.Err != nil || want.Err != nil {
 				t.Fatalf("errors: sharded %v, whole %v", got.Err, want.Err)
+			}
+			// Warnings and infos name the same expressions at the same
+			// positions of the query.
+			gw, gi := got.Warnings.AsStrings(tc.q, 0, 0)
+			ww, wi := want.Warnings.AsStrings(tc.q, 0, 0)
+			slices.Sort(gw)
+			slices.Sort(ww)
+			slices.Sort(gi)
+			slices.Sort(wi)
+			if !slices.Equal(gw, ww) || !slices.Equal(gi, wi) {
+				t.Fatalf("annotations: sharded %q %q, whole %q %q", gw, gi, ww, wi)
+			}
+			if tc.annotated && len(ww)+len(wi) == 0 {
+				t.Fatal("no annotations: the case proves nothing")
 			}
 			gm, wm := got.Value.(promql.Matrix), want.Value.(promql.Matrix)
 			if d := diffMatrix(gm, wm); d != "" {

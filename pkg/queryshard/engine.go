@@ -3,11 +3,11 @@ package queryshard
 import (
 	"context"
 	"fmt"
-	"strconv"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
-	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql"
 	"github.com/prometheus/prometheus/promql/parser"
 	"github.com/prometheus/prometheus/storage"
@@ -79,12 +79,71 @@ func (e *Engine) NewRangeQuery(ctx context.Context, q storage.Queryable, opts pr
 	if qopts.Dedup {
 		replicaLabels = qopts.ReplicaLabels
 	}
-	parts := plan(expr, replicaLabels)
+	for _, sel := range parser.ExtractSelectors(expr) {
+		for _, m := range sel {
+			if m.Name == resultLabel {
+				return whole, nil
+			}
+		}
+	}
+	var parts []part
+	for _, p := range plan(expr, replicaLabels) {
+		// The part's results take the place of its text, padded: a
+		// part shorter than their selector is left whole.
+		pos := p.node.PositionRange()
+		if len(substituteText(p, len(parts))) <= int(pos.End-pos.Start) {
+			parts = append(parts, p)
+		}
+	}
 	if len(parts) == 0 {
 		return whole, nil
 	}
 	whole.Close()
 	return &shardedQuery{e: e, q: q, opts: opts, qs: qs, expr: expr, parts: parts, start: start, end: end, interval: interval}, nil
+}
+
+// substituteText is the PromQL that reads the results of part p, the i-th.
+func substituteText(p part, i int) string {
+	sel := fmt.Sprintf(`{%s="%d"}`, resultLabel, i)
+	if p.combine != 0 {
+		return p.combine.String() + "(" + sel + ")"
+	}
+	return sel
+}
+
+// Annotations (warnings and infos) carry the position in the query of the
+// expression they are about, and the API renders them against the query as
+// asked. The queries evaluated for a sharded query therefore keep every
+// expression at its offset: a part is evaluated as its own text preceded
+// by blanks, and the outer query is the original text with each part's
+// text replaced by the selector of its results, padded with blanks.
+
+// partQuery is the text evaluated for one shard of part p.
+func (s *shardedQuery) partQuery(p part) string {
+	pos := p.node.PositionRange()
+	return strings.Repeat(" ", int(pos.Start)) + s.qs[pos.Start:pos.End]
+}
+
+// outerQuery is the text evaluated over the parts' results.
+func (s *shardedQuery) outerQuery() string {
+	parts := slices.Clone(s.parts)
+	idx := make(map[*parser.AggregateExpr]int, len(parts))
+	for i, p := range parts {
+		idx[p.node] = i
+	}
+	slices.SortFunc(parts, func(a, b part) int { return int(a.node.PositionRange().Start - b.node.PositionRange().Start) })
+	var b strings.Builder
+	last := 0
+	for _, p := range parts {
+		pos := p.node.PositionRange()
+		sub := substituteText(p, idx[p.node])
+		b.WriteString(s.qs[last:pos.Start])
+		b.WriteString(sub)
+		b.WriteString(strings.Repeat(" ", int(pos.End-pos.Start)-len(sub)))
+		last = int(pos.End)
+	}
+	b.WriteString(s.qs[last:])
+	return b.String()
 }
 
 // shardedQuery is a range query evaluated part by part, shard by shard,
@@ -118,7 +177,6 @@ func (s *shardedQuery) Exec(ctx context.Context) *promql.Result {
 
 	var warns annotations.Annotations
 	results := make([][]resultSeries, len(s.parts))
-	subs := make([]parser.Expr, len(s.parts))
 	for i, p := range s.parts {
 		rs, w, err := s.evalPart(ctx, p)
 		warns.Merge(w)
@@ -127,14 +185,8 @@ func (s *shardedQuery) Exec(ctx context.Context) *promql.Result {
 		}
 		sortResults(rs)
 		results[i] = rs
-		var sel parser.Expr = &parser.VectorSelector{LabelMatchers: []*labels.Matcher{
-			labels.MustNewMatcher(labels.MatchEqual, resultLabel, strconv.Itoa(i))}}
-		if p.combine != 0 {
-			sel = &parser.AggregateExpr{Op: p.combine, Expr: sel}
-		}
-		subs[i] = sel
 	}
-	outerQS := substitute(s.expr, s.parts, subs).String()
+	outerQS := s.outerQuery()
 	outer, err := s.e.cfg.Engine.NewRangeQuery(ctx, resultQueryable{Queryable: s.q, results: results}, s.opts, outerQS, s.start, s.end, s.interval)
 	if err != nil {
 		return &promql.Result{Err: fmt.Errorf("sharded query: evaluate %s over its parts: %w", outerQS, err), Warnings: warns}
@@ -151,7 +203,7 @@ func (s *shardedQuery) Exec(ctx context.Context) *promql.Result {
 func (s *shardedQuery) evalPart(ctx context.Context, p part) ([]resultSeries, annotations.Annotations, error) {
 	n := s.e.cfg.Shards
 	qopts := query.OptionsFrom(ctx, s.e.cfg.Defaults)
-	qs := p.node.String()
+	qs := s.partQuery(p)
 	step := s.interval.Milliseconds()
 	startMs, endMs := s.start.UnixMilli(), s.end.UnixMilli()
 	var (
@@ -199,38 +251,6 @@ func (s *shardedQuery) evalPart(ctx context.Context, p part) ([]resultSeries, an
 	return out, warns, err
 }
 
-// substitute returns expr with each part's aggregation replaced by its
-// substitute. The parts' nodes are replaced in place: expr is this query's
-// own parse.
-func substitute(expr parser.Expr, parts []part, subs []parser.Expr) parser.Expr {
-	repl := make(map[parser.Expr]parser.Expr, len(parts))
-	for i, p := range parts {
-		repl[p.node] = subs[i]
-	}
-	var walk func(e parser.Expr) parser.Expr
-	walk = func(e parser.Expr) parser.Expr {
-		if r, ok := repl[e]; ok {
-			return r
-		}
-		switch n := e.(type) {
-		case *parser.ParenExpr:
-			n.Expr = walk(n.Expr)
-		case *parser.UnaryExpr:
-			n.Expr = walk(n.Expr)
-		case *parser.BinaryExpr:
-			n.LHS, n.RHS = walk(n.LHS), walk(n.RHS)
-		case *parser.Call:
-			for i, a := range n.Args {
-				n.Args[i] = walk(a)
-			}
-		case *parser.AggregateExpr:
-			n.Expr = walk(n.Expr)
-		}
-		return e
-	}
-	return walk(expr)
-}
-
 func (s *shardedQuery) Close() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -239,10 +259,8 @@ func (s *shardedQuery) Close() {
 	}
 }
 
-// Statement is the query as asked: Exec rewrites s.expr.
 func (s *shardedQuery) Statement() parser.Statement {
-	expr, _ := s.e.cfg.Parser.ParseExpr(s.qs)
-	return &parser.EvalStmt{Expr: expr, Start: s.start, End: s.end, Interval: s.interval}
+	return &parser.EvalStmt{Expr: s.expr, Start: s.start, End: s.end, Interval: s.interval}
 }
 
 // Stats are the outer query's timings with the samples of every shard.

@@ -3,6 +3,7 @@ package queryshard
 import (
 	"slices"
 
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql/parser"
 )
@@ -34,7 +35,7 @@ func init() {
 		"clamp", "clamp_max", "clamp_min", "cos", "cosh", "count_over_time", "days_in_month", "day_of_month",
 		"day_of_week", "day_of_year", "deg", "delta", "deriv", "exp", "first_over_time", "floor",
 		"histogram_avg", "histogram_count", "histogram_sum", "histogram_stddev", "histogram_stdvar",
-		"double_exponential_smoothing", "holt_winters", "hour", "idelta", "increase", "irate",
+		"double_exponential_smoothing", "hour", "idelta", "increase", "irate",
 		"last_over_time", "ln", "log10", "log2", "mad_over_time", "max_over_time", "min_over_time",
 		"ts_of_first_over_time", "ts_of_max_over_time", "ts_of_min_over_time", "ts_of_last_over_time",
 		"minute", "month", "predict_linear", "present_over_time", "quantile_over_time", "rad", "rate",
@@ -44,6 +45,21 @@ func init() {
 		localFuncs[f] = true
 	}
 }
+
+// opaqueFuncs see more of their argument than its values: the engine
+// treats a selector argument of theirs apart (absent() reads its matchers,
+// start_timestamp() its samples' start times), or reads histograms without
+// buckets under them (histogram_count and the like), which changes the
+// annotations of an aggregation evaluated alone. Nothing below them is
+// sharded.
+var opaqueFuncs = map[string]bool{
+	"absent": true, "absent_over_time": true, "info": true, "start_timestamp": true, "timestamp": true,
+	"histogram_count": true, "histogram_sum": true, "histogram_avg": true,
+}
+
+// metadataLabels are dropped from series by functions and from groups by
+// without, as the metric name is (the type and unit labels).
+var metadataLabels = []string{labels.MetricName, model.MetricTypeLabel, model.MetricUnitLabel}
 
 // plan finds the aggregations of expr to evaluate shard by shard, outermost
 // first. replicaLabels are left out of every shard key: both replicas of a
@@ -61,9 +77,7 @@ func plan(expr parser.Expr, replicaLabels []string) []part {
 			visit(n.LHS, false)
 			visit(n.RHS, false)
 		case *parser.Call:
-			// absent() reads its selector's matchers, not only its
-			// data: a substituted selector would change its answer.
-			if n.Func.Name == "absent" || n.Func.Name == "absent_over_time" || n.Func.Name == "info" {
+			if opaqueFuncs[n.Func.Name] {
 				return
 			}
 			for _, a := range n.Args {
@@ -97,7 +111,15 @@ func shardable(n *parser.AggregateExpr, root bool, replicaLabels []string) (part
 	p := part{node: n}
 	switch n.Op {
 	case parser.SUM, parser.AVG, parser.COUNT, parser.MIN, parser.MAX, parser.GROUP,
-		parser.STDDEV, parser.STDVAR, parser.QUANTILE, parser.COUNT_VALUES:
+		parser.STDDEV, parser.STDVAR, parser.QUANTILE:
+	case parser.COUNT_VALUES:
+		// The value label replaces a series label of that name before
+		// grouping: a group may then gather series of several shards
+		// unless the label is one the grouping ignores.
+		vl, ok := n.Param.(*parser.StringLiteral)
+		if !ok || n.Without || len(n.Grouping) == 0 || slices.Contains(n.Grouping, vl.Val) {
+			return part{}, false
+		}
 	case parser.TOPK, parser.BOTTOMK:
 		// They keep their input's labels, metric name included, which
 		// delayed name removal may still need above them: at the root
@@ -110,14 +132,14 @@ func shardable(n *parser.AggregateExpr, root bool, replicaLabels []string) (part
 	}
 	switch {
 	case n.Without:
-		p.labels = append([]string{labels.MetricName}, n.Grouping...)
-		p.labels = appendMissing(p.labels, replicaLabels)
+		p.labels = appendMissing(append(slices.Clone(metadataLabels), n.Grouping...), replicaLabels)
 	case len(n.Grouping) > 0:
 		p.by = true
 		for _, l := range n.Grouping {
-			// Functions drop the metric name: grouping by it is left
-			// alone. Replica labels are gone after deduplication.
-			if l == labels.MetricName {
+			// Functions drop the metric name (and type and unit):
+			// grouping by them is left alone. Replica labels are gone
+			// after deduplication.
+			if slices.Contains(metadataLabels, l) {
 				return part{}, false
 			}
 			if !slices.Contains(replicaLabels, l) {
@@ -130,19 +152,21 @@ func shardable(n *parser.AggregateExpr, root bool, replicaLabels []string) (part
 	default:
 		// One group: only aggregations whose results over disjoint sets
 		// join exactly. A count is an integer, exact in a float64 sum;
-		// min, max and group pick, they do not add up.
+		// group is 1. (min and max are not: on ties, -0 and 0 or NaNs,
+		// the first series wins, and the shards' results do not come in
+		// series order.)
 		switch n.Op {
 		case parser.COUNT:
 			p.combine = parser.SUM
-		case parser.MIN, parser.MAX, parser.GROUP:
-			p.combine = n.Op
+		case parser.GROUP:
+			p.combine = parser.GROUP
 		default:
 			return part{}, false
 		}
-		// Without the metric name: series whose labels differ only in it
-		// collide after a function, an error that must happen in one
-		// shard as it does over the whole.
-		p.labels = appendMissing([]string{labels.MetricName}, replicaLabels)
+		// Without the metric name (and type and unit): series whose
+		// labels differ only in them collide after a function, an error
+		// that must happen in one shard as it does over the whole.
+		p.labels = appendMissing(slices.Clone(metadataLabels), replicaLabels)
 	}
 	return p, true
 }

@@ -16,9 +16,16 @@ func TestPlan(t *testing.T) {
 	}{
 		{`sum by (job) (rate(x[5m]))`, `sum by (job) (rate(x[5m])) | true [job] | 0`},
 		{`sum by (job, replica) (x)`, `sum by (job, replica) (x) | true [job] | 0`},
-		{`sum without (instance) (x)`, `sum without (instance) (x) | false [__name__ instance replica] | 0`},
-		{`count({__name__=~".+"})`, `count({__name__=~".+"}) | false [__name__ replica] | sum`},
-		{`max(x)`, `max(x) | false [__name__ replica] | max`},
+		{`sum without (instance) (x)`, `sum without (instance) (x) | false [__name__ __type__ __unit__ instance replica] | 0`},
+		{`count({__name__=~".+"})`, `count({__name__=~".+"}) | false [__name__ __type__ __unit__ replica] | sum`},
+		{`group(x)`, `group(x) | false [__name__ __type__ __unit__ replica] | group`},
+		{`max(x)`, ``},                // on ties (-0 and 0, NaNs) the first series wins
+		{`sum by (__type__) (x)`, ``}, // dropped by functions, as the name is
+		{`count_values by (job) ("v", x)`, `count_values by (job) ("v", x) | true [job] | 0`},
+		{`count_values by (job) ("job", x)`, ``}, // the value replaces the label hashed
+		{`count_values without (i) ("v", x)`, ``},
+		{`histogram_count(sum by (job) (h))`, ``}, // bucketless reads below it
+		{`timestamp(sum by (job) (x))`, ``},
 		{`histogram_quantile(0.9, sum by (le) (rate(b[5m])))`, `sum by (le) (rate(b[5m])) | true [le] | 0`},
 		{`sum by (a) (x) / sum by (a) (y)`, `sum by (a) (x) | true [a] | 0; sum by (a) (y) | true [a] | 0`},
 		{`topk(5, max_over_time(x[1h]))`, ``},                             // ties pick by input order

@@ -16,8 +16,10 @@ import (
 )
 
 // resultLabel names the selector that stands for a sharded part's results
-// in the query evaluated over them. Its matcher never reaches a store.
-const resultLabel = "__strata_shard_result__"
+// in the query evaluated over them. Its matcher never reaches a store; a
+// query that names it itself is not sharded. It is short because the
+// selector takes the place of the part's text (see outerQuery).
+const resultLabel = "__s"
 
 // shardLabel tells apart the shards' results of an aggregation without
 // grouping (all without labels) until the combining aggregation drops it.

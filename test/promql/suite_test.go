@@ -53,6 +53,10 @@ func startPath(t *testing.T, data *bucketData) string {
 		Endpoints: []string{l.Addr().String()}, EndpointRefresh: 100 * time.Millisecond, ReplicaLabels: []string{"replica"},
 		Timeout: time.Minute, MaxConcurrent: 8, LookbackDelta: 5 * time.Minute, MaxSamples: 50_000_000,
 		PartialResponse: false, DefaultStep: time.Minute, Features: features,
+		// Every range eval with an aggregation that can be split runs shard
+		// by shard, over three shards: the suite checks the answers stay
+		// Prometheus' own.
+		VerticalShards: 3, ShardConcurrency: 2, ShardMinRange: 0,
 		DialOptions: []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())},
 	}, rt); err != nil {
 		t.Fatal(err)
