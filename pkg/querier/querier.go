@@ -142,7 +142,7 @@ func New(cfg Config, rt *component.Runtime) (*Querier, error) {
 	eo.NoStepSubqueryIntervalFn = func(int64) int64 { return cfg.DefaultStep.Milliseconds() }
 	eo.Parser = p
 	engine := queryshard.New(queryshard.Config{Engine: promql.NewEngine(eo), Parser: p, Shards: cfg.VerticalShards,
-		Concurrency: cfg.ShardConcurrency, MinRange: cfg.ShardMinRange, Defaults: defaults})
+		Concurrency: cfg.ShardConcurrency, MinRange: cfg.ShardMinRange, Defaults: defaults, Registerer: rt.Registry})
 	api := queryapi.New(queryapi.Config{
 		Engine:           engine,
 		Queryable:        q,

@@ -2,7 +2,9 @@ package querier
 
 import (
 	"fmt"
+	"io"
 	"math"
+	"net/http"
 	"slices"
 	"strings"
 	"testing"
@@ -117,9 +119,9 @@ func TestVerticalShardsEqualWhole(t *testing.T) {
 }
 
 // TestVerticalShardsMinRange: ranges shorter than the minimum are
-// evaluated whole (runQuerier sets it to 1h).
+// evaluated whole (runQuerier sets it to 1h), and the metrics count both.
 func TestVerticalShardsMinRange(t *testing.T) {
-	_, _, _, qr := runQuerier(t)
+	_, url, _, qr := runQuerier(t)
 	end := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
 	for rng, sharded := range map[time.Duration]bool{59 * time.Minute: false, time.Hour: true} {
 		q, err := qr.Engine.NewRangeQuery(ctx(t), qr.Queryable, nil, `count(node_load1)`, end.Add(-rng), end, time.Minute)
@@ -129,6 +131,17 @@ func TestVerticalShardsMinRange(t *testing.T) {
 		q.Close()
 		if got := strings.Contains(fmt.Sprintf("%T", q), "queryshard"); got != sharded {
 			t.Fatalf("range %s: sharded %v, want %v", rng, got, sharded)
+		}
+	}
+	resp, err := http.Get(url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`strata_querier_range_queries_total{evaluation="sharded"} 1`, `strata_querier_range_queries_total{evaluation="whole"} 1`} {
+		if !strings.Contains(string(body), want) {
+			t.Fatalf("metrics lack %s", want)
 		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/prometheus/promql"
 	"github.com/prometheus/prometheus/promql/parser"
 	"github.com/prometheus/prometheus/storage"
@@ -35,6 +36,8 @@ type Config struct {
 	MinRange time.Duration
 	// Defaults are the query options of a request that sets none.
 	Defaults query.Options
+	// Registerer gets the engine's metrics; nil registers none.
+	Registerer prometheus.Registerer
 }
 
 // Engine is a promql.QueryEngine that evaluates the aggregations of range
@@ -45,13 +48,23 @@ type Config struct {
 // whose groups fall whole into one shard, or whose shard results join
 // exactly (count, min, max, group), are sharded.
 type Engine struct {
-	cfg Config
+	cfg    Config
+	ranges *prometheus.CounterVec
 }
 
 // New returns the sharding engine of cfg.
 func New(cfg Config) *Engine {
 	cfg.Concurrency = max(cfg.Concurrency, 1)
-	return &Engine{cfg: cfg}
+	e := &Engine{cfg: cfg, ranges: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "strata_querier_range_queries_total",
+		Help: "Range queries by how they were evaluated: sharded (aggregations shard by shard, --query.vertical-shards) or whole.",
+	}, []string{"evaluation"})}
+	e.ranges.WithLabelValues("sharded")
+	e.ranges.WithLabelValues("whole")
+	if cfg.Registerer != nil {
+		cfg.Registerer.MustRegister(e.ranges)
+	}
+	return e
 }
 
 var _ promql.QueryEngine = (*Engine)(nil)
@@ -66,6 +79,15 @@ func (e *Engine) NewInstantQuery(ctx context.Context, q storage.Queryable, opts 
 // NewRangeQuery shards the query's aggregations where it can.
 func (e *Engine) NewRangeQuery(ctx context.Context, q storage.Queryable, opts promql.QueryOpts, qs string, start, end time.Time, interval time.Duration) (promql.Query, error) {
 	// The engine's own query first: it validates as Prometheus does.
+	qry, err := e.newRangeQuery(ctx, q, opts, qs, start, end, interval)
+	if err == nil {
+		_, sharded := qry.(*shardedQuery)
+		e.ranges.WithLabelValues(map[bool]string{true: "sharded", false: "whole"}[sharded]).Inc()
+	}
+	return qry, err
+}
+
+func (e *Engine) newRangeQuery(ctx context.Context, q storage.Queryable, opts promql.QueryOpts, qs string, start, end time.Time, interval time.Duration) (promql.Query, error) {
 	whole, err := e.cfg.Engine.NewRangeQuery(ctx, q, opts, qs, start, end, interval)
 	if err != nil || e.cfg.Shards < 2 || end.Sub(start) < e.cfg.MinRange || (opts != nil && opts.EnablePerStepStats()) {
 		return whole, err

@@ -58,7 +58,9 @@ func newResultSeries(s promql.Series, shard int, ungrouped bool, start, end, ste
 			smp = sample{t: fs[0].T, f: fs[0].F}
 			fs = fs[1:]
 		} else {
-			smp = sample{t: hs[0].T, fh: hs[0].H}
+			// A copy: the engine's pools keep the point slices of a
+			// closed query.
+			smp = sample{t: hs[0].T, fh: hs[0].H.Copy()}
 			hs = hs[1:]
 		}
 		if smp.t > next && len(out.samples) > 0 {
