@@ -55,7 +55,10 @@ func startHAPair(t *testing.T) *haPair {
 	h.scB = e2e.StartStrata(t, "sidecar", true, "", "--prometheus.url="+h.promB.URL, "--tsdb.path="+h.promB.DataDir)
 	h.q = e2e.StartStrata(t, "querier", true, "",
 		"--endpoint="+h.scA.GRPCAddr, "--endpoint="+h.scB.GRPCAddr,
-		"--query.replica-label=replica", "--endpoint.refresh-interval=1s")
+		"--query.replica-label=replica", "--endpoint.refresh-interval=1s",
+		// Every range query with an aggregation that can be split is
+		// evaluated shard by shard, over the sidecars' remote reads.
+		"--query.vertical-shards=4", "--query.vertical-shards-min-range=0s")
 
 	// Now that their addresses are known, both replicas scrape the
 	// Strata processes too (file SD picks the file up on change).

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/url"
 	"os/exec"
+	"regexp"
 	"slices"
 	"sort"
 	"strconv"
@@ -258,6 +259,55 @@ func TestHAPairThroughQuerier(t *testing.T) {
 		}
 		if out = promtool(t, "query", "labels", "--start="+unixTime(from), "--end="+unixTime(at), base, "replica"); strings.TrimSpace(out) != "" {
 			t.Fatalf("promtool query labels replica printed %q: with dedup the replica label has no values", out)
+		}
+	})
+
+	// The querier shards range queries (4 shards, any range); one that
+	// evaluates them whole, over the same sidecars, answers the same, value
+	// for value, over a window both replicas have fully written.
+	t.Run("vertical shards", func(t *testing.T) {
+		whole := e2e.StartStrata(t, "querier", true, "", "--endpoint="+h.scA.GRPCAddr, "--endpoint="+h.scB.GRPCAddr,
+			"--query.replica-label=replica", "--endpoint.refresh-interval=1s", "--query.vertical-shards=1")
+		wAPI := e2e.NewAPI(t, "http://"+whole.HTTPAddr)
+		e2e.Eventually(t, 30*time.Second, 250*time.Millisecond, func() error {
+			v, _, _, err := wAPI.Query(e2e.QueryContext(t), `count(up)`, time.Now())
+			if vec, _ := v.(model.Vector); err != nil || len(vec) != 1 || vec[0].Value != model.SampleValue(len(h.targets)) {
+				return fmt.Errorf("second querier not ready: %v %v", v, err)
+			}
+			return nil
+		})
+		end := time.Now().Add(-3 * time.Second).Truncate(time.Second)
+		r := promv1.Range{Start: end.Add(-20 * time.Second), End: end, Step: time.Second}
+		for _, q := range []string{
+			`count(up)`,
+			`count by (job) (up)`,
+			`sum by (job) (rate(prometheus_http_requests_total[5s]))`,
+			`sum without (instance) (rate(process_cpu_seconds_total[5s]))`,
+			`max by (job) (go_goroutines)`,
+		} {
+			got, gw, _, err := qAPI.QueryRange(e2e.QueryContext(t), q, r)
+			if err != nil {
+				t.Fatalf("%s sharded: %v", q, err)
+			}
+			want, ww, _, err := wAPI.QueryRange(e2e.QueryContext(t), q, r)
+			if err != nil {
+				t.Fatalf("%s whole: %v", q, err)
+			}
+			if got.String() != want.String() || !slices.Equal(gw, ww) {
+				t.Fatalf("%s: sharded\n%s %v\nwhole\n%s %v", q, got, gw, want, ww)
+			}
+			if m, _ := want.(model.Matrix); len(m) == 0 {
+				t.Fatalf("%s: empty answer: the case proves nothing", q)
+			}
+		}
+		resp, err := http.Get("http://" + h.q.HTTPAddr + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if !regexp.MustCompile(`(?m)^strata_querier_range_queries_total\{evaluation="sharded"\} [1-9]`).Match(body) {
+			t.Fatal("the querier evaluated no range query shard by shard")
 		}
 	})
 
