@@ -133,6 +133,9 @@ func shardable(n *parser.AggregateExpr, root bool, replicaLabels []string) (part
 	switch {
 	case n.Without:
 		p.labels = appendMissing(append(slices.Clone(metadataLabels), n.Grouping...), replicaLabels)
+		if !slices.Contains(n.Grouping, instanceLabel) {
+			p.by, p.labels = byInstance(p.labels, replicaLabels)
+		}
 	case len(n.Grouping) > 0:
 		p.by = true
 		for _, l := range n.Grouping {
@@ -167,8 +170,25 @@ func shardable(n *parser.AggregateExpr, root bool, replicaLabels []string) (part
 		// labels differ only in them collide after a function, an error
 		// that must happen in one shard as it does over the whole.
 		p.labels = appendMissing(slices.Clone(metadataLabels), replicaLabels)
+		p.by, p.labels = byInstance(p.labels, replicaLabels)
 	}
 	return p, true
+}
+
+// instanceLabel is on nearly every scraped series, with many values.
+const instanceLabel = "instance"
+
+// byInstance narrows a shard key of every label but some (the labels
+// dropped from groups, as for without and for no grouping) to the instance
+// label alone, unless it is a replica label: series of one group still
+// share its value, so they stay in one shard, and stores find a shard's
+// series from the postings of its values instead of reading every series
+// to hash its labels. Series without the label fall into one shard.
+func byInstance(without, replicaLabels []string) (bool, []string) {
+	if slices.Contains(replicaLabels, instanceLabel) {
+		return false, without
+	}
+	return true, []string{instanceLabel}
 }
 
 func appendMissing(dst, add []string) []string {

@@ -17,8 +17,9 @@ func TestPlan(t *testing.T) {
 		{`sum by (job) (rate(x[5m]))`, `sum by (job) (rate(x[5m])) | true [job] | 0`},
 		{`sum by (job, replica) (x)`, `sum by (job, replica) (x) | true [job] | 0`},
 		{`sum without (instance) (x)`, `sum without (instance) (x) | false [__name__ __type__ __unit__ instance replica] | 0`},
-		{`count({__name__=~".+"})`, `count({__name__=~".+"}) | false [__name__ __type__ __unit__ replica] | sum`},
-		{`group(x)`, `group(x) | false [__name__ __type__ __unit__ replica] | group`},
+		{`count({__name__=~".+"})`, `count({__name__=~".+"}) | true [instance] | sum`},
+		{`sum without (job) (x)`, `sum without (job) (x) | true [instance] | 0`},
+		{`group(x)`, `group(x) | true [instance] | group`},
 		{`max(x)`, ``},                // on ties (-0 and 0, NaNs) the first series wins
 		{`sum by (__type__) (x)`, ``}, // dropped by functions, as the name is
 		{`count_values by (job) ("v", x)`, `count_values by (job) ("v", x) | true [job] | 0`},
