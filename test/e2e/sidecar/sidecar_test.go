@@ -95,6 +95,11 @@ func TestSidecarShipsAndServes(t *testing.T) {
 		}
 		return nil
 	})
+	// The sidecar leaves Prometheus the cores: one unless GOMAXPROCS
+	// says otherwise (the test's environment sets none).
+	if m, err := httpGet("http://" + sc.HTTPAddr + "/metrics"); err != nil || !bytes.Contains(m, []byte("\ngo_sched_gomaxprocs_threads 1\n")) {
+		t.Fatalf("the sidecar does not run on one core (%v)", err)
+	}
 	for id, ut := range uploadTimes {
 		m, err := block.ReadMetaFromBucket(ctx, bkt, mustULID(t, id))
 		if err != nil || !m.Thanos.UploadTime.Equal(ut) {
