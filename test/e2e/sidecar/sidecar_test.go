@@ -231,18 +231,26 @@ func TestSidecarShipsAndServes(t *testing.T) {
 // seriesLabels reads the label sets of a Series request's answer.
 func seriesLabels(t *testing.T, store storepb.StoreClient, req *storepb.SeriesRequest) []labels.Labels {
 	t.Helper()
-	stream, err := store.Series(context.Background(), req)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var (
 		out []labels.Labels
 		sb  labels.ScratchBuilder
 	)
+	eachSeries(t, store, req, func(s *storepb.Series) { out = append(out, storeapi.LabelsFromProto(&sb, s.Labels)) })
+	return out
+}
+
+// eachSeries calls fn with every series of a Series request's answer,
+// batched or not.
+func eachSeries(t *testing.T, store storepb.StoreClient, req *storepb.SeriesRequest, fn func(*storepb.Series)) {
+	t.Helper()
+	stream, err := store.Series(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for {
 		r, err := stream.Recv()
 		if err == io.EOF {
-			return out
+			return
 		}
 		if err != nil {
 			t.Fatal(err)
@@ -252,7 +260,7 @@ func seriesLabels(t *testing.T, store storepb.StoreClient, req *storepb.SeriesRe
 			batch = append(batch, s)
 		}
 		for _, s := range batch {
-			out = append(out, storeapi.LabelsFromProto(&sb, s.Labels))
+			fn(s)
 		}
 	}
 }
@@ -267,28 +275,11 @@ type samples struct {
 // StoreAPI, decoding float and native histogram chunks alike.
 func seriesSamples(t *testing.T, store storepb.StoreClient, metric string, mint, maxt, batch int64) map[string]*samples {
 	t.Helper()
-	stream, err := store.Series(context.Background(), &storepb.SeriesRequest{MinTime: mint, MaxTime: maxt, ResponseBatchSize: batch,
-		Matchers: []*storepb.LabelMatcher{{Type: storepb.LabelMatcher_EQ, Name: "__name__", Value: metric}}})
-	if err != nil {
-		t.Fatal(err)
-	}
 	got := map[string]*samples{}
-	for {
-		r, err := stream.Recv()
-		if err == io.EOF {
-			return got
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		batch := r.GetBatch().GetSeries()
-		if s := r.GetSeries(); s != nil {
-			batch = append(batch, s)
-		}
-		for _, s := range batch {
-			addSeries(t, got, s, mint, maxt)
-		}
-	}
+	eachSeries(t, store, &storepb.SeriesRequest{MinTime: mint, MaxTime: maxt, ResponseBatchSize: batch,
+		Matchers: []*storepb.LabelMatcher{{Type: storepb.LabelMatcher_EQ, Name: "__name__", Value: metric}}},
+		func(s *storepb.Series) { addSeries(t, got, s, mint, maxt) })
+	return got
 }
 
 // addSeries decodes one series' samples into got.
