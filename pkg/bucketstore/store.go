@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -259,35 +258,27 @@ func (s *Store) selectStream(ctx context.Context, blocks []*bucketBlock, ms []*l
 			}
 			return out, err
 		}
-		bms := series
-		// A shard keyed by one series label: its series are those with
-		// some of the label's values, found in the postings rather than
-		// by reading every series (the other shards' work, mostly).
-		if name, ok := shard.ByLabel(); ok && !ext.Has(name) {
-			vals, err := sr.ir.SortedLabelValues(ctx, name, nil)
-			if err != nil {
-				if err = b.indexErr(fmt.Errorf("values of %s: %w", name, err)); ctx.Err() == nil && skip(b, err) {
-					continue
-				}
-				return out, err
-			}
-			m, none, err := shard.ShardValuesMatcher(name, vals)
-			if err != nil {
-				return out, fmt.Errorf("shard matcher: %w", err)
-			}
-			if none {
-				continue
-			}
-			if m != nil {
-				bms = append(slices.Clip(series), m)
-			}
-		}
-		p, err := tsdb.PostingsForMatchers(ctx, ixReader{sr.ir}, bms...)
+		p, err := tsdb.PostingsForMatchers(ctx, ixReader{sr.ir}, series...)
 		if err != nil {
 			if err = b.indexErr(fmt.Errorf("postings: %w", err)); ctx.Err() == nil && skip(b, err) {
 				continue
 			}
 			return out, err
+		}
+		// A shard keyed by one series label: its series are those with
+		// some of the label's values, found in the postings rather than
+		// by reading every series (the other shards' work, mostly).
+		if name, ok := shard.ByLabel(); ok && !ext.Has(name) {
+			var none bool
+			if p, none, err = shardPostings(ctx, sr.ir, p, shard, name); err != nil {
+				if err = b.indexErr(err); ctx.Err() == nil && skip(b, err) {
+					continue
+				}
+				return out, err
+			}
+			if none {
+				continue
+			}
 		}
 		c := &blockCursor{b: b, sr: sr, p: p, mint: mint, maxt: maxt}
 		if c.next() {
@@ -348,6 +339,36 @@ func (s *Store) selectStream(ctx context.Context, blocks []*bucketBlock, ms []*l
 		}
 	}
 	return out, nil
+}
+
+// shardPostings narrows p to the series of the shard, keyed by label name
+// alone, with the postings of the label's values; none tells that no
+// series of the block is in the shard.
+func shardPostings(ctx context.Context, ir *index.Reader, p index.Postings, shard *storeapi.ShardMatcher, name string) (_ index.Postings, none bool, _ error) {
+	vals, err := ir.SortedLabelValues(ctx, name, nil)
+	if err != nil {
+		return nil, false, fmt.Errorf("values of %s: %w", name, err)
+	}
+	in, out, absentIn := shard.SplitValues(name, vals)
+	switch {
+	case len(out) == 0 && absentIn:
+		return p, false, nil
+	case len(in) == 0 && !absentIn:
+		return nil, true, nil
+	case absentIn:
+		// Series without the label are in: drop those of the values
+		// that are not.
+		drop, err := ir.Postings(ctx, name, out...)
+		if err != nil {
+			return nil, false, fmt.Errorf("postings of %s: %w", name, err)
+		}
+		return index.Without(p, drop), false, nil
+	}
+	keep, err := ir.Postings(ctx, name, in...)
+	if err != nil {
+		return nil, false, fmt.Errorf("postings of %s: %w", name, err)
+	}
+	return index.Intersect(p, keep), false, nil
 }
 
 var errTooManySeries = errors.New("too many series")

@@ -2,8 +2,6 @@ package storeapi
 
 import (
 	"fmt"
-	"regexp"
-	"strings"
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/prometheus/prometheus/model/labels"
@@ -79,7 +77,7 @@ func (m *ShardMatcher) done() bool {
 
 // ByLabel returns the one label the shard is keyed by, when it is keyed by
 // one label only: its series can then be picked by that label's values
-// (ValueInShard) from an index, without reading each series.
+// (SplitValues) from an index, without reading each series.
 func (m *ShardMatcher) ByLabel() (string, bool) {
 	if m == nil || !m.by || len(m.names) != 1 {
 		return "", false
@@ -100,33 +98,19 @@ func (m *ShardMatcher) ValueInShard(name, v string) bool {
 	return m.done()
 }
 
-// ShardValuesMatcher returns a matcher that selects the series of the shard
-// among series whose label name takes the values vals (all of them in an
-// index, sorted or not), or nil when every series is in the shard. none is
-// true when no series is.
-func (m *ShardMatcher) ShardValuesMatcher(name string, vals []string) (matcher *labels.Matcher, none bool, err error) {
-	var in, out []string
+// SplitValues sorts the values vals of label name (all of them in an
+// index) into those whose series are in the shard and those whose are not,
+// and tells whether series without the label are.
+func (m *ShardMatcher) SplitValues(name string, vals []string) (in, out []string, absentIn bool) {
 	for _, v := range vals {
 		if v == "" {
 			continue
 		}
 		if m.ValueInShard(name, v) {
-			in = append(in, regexp.QuoteMeta(v))
+			in = append(in, v)
 		} else {
-			out = append(out, regexp.QuoteMeta(v))
+			out = append(out, v)
 		}
 	}
-	absentIn := m.ValueInShard(name, "")
-	switch {
-	case len(out) == 0 && absentIn:
-		return nil, false, nil
-	case len(in) == 0 && !absentIn:
-		return nil, true, nil
-	case absentIn:
-		// Series without the label match a negative matcher.
-		matcher, err = labels.NewMatcher(labels.MatchNotRegexp, name, strings.Join(out, "|"))
-	default:
-		matcher, err = labels.NewMatcher(labels.MatchRegexp, name, strings.Join(in, "|"))
-	}
-	return matcher, false, err
+	return in, out, m.ValueInShard(name, "")
 }
