@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"sync"
 
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/tsdb/chunkenc"
@@ -308,6 +309,8 @@ func openSeries(ctx context.Context, cc grpc.ClientConnInterface, req *storepb.S
 // labels and raw chunks (the raw part of aggregate chunks too), decoded as
 // the querier decodes them: for benchmarks and tools that want the
 // querier's view of a store. A warning frame is returned as an error.
+// Frames go into pooled slabs, as PromQL's queries get them, so the chunks
+// fn is given are valid only until ReadSeries returns.
 func ReadSeries(ctx context.Context, cc grpc.ClientConnInterface, req *storepb.SeriesRequest, fn func(labels.Labels, []chunkenc.Chunk) error) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -315,8 +318,12 @@ func ReadSeries(ctx context.Context, cc grpc.ClientConnInterface, req *storepb.S
 	if err != nil {
 		return err
 	}
+	bufs := &frameBuffers{pool: readSeriesSlabs()}
+	// The stream is done with (cancelled) before the slabs go back.
+	defer bufs.release()
+	defer cancel()
 	var (
-		f    seriesFrame
+		f    = seriesFrame{bufs: bufs}
 		chks []chunkenc.Chunk
 	)
 	for {
@@ -359,3 +366,6 @@ func ReadSeries(ctx context.Context, cc grpc.ClientConnInterface, req *storepb.S
 		}
 	}
 }
+
+// readSeriesSlabs is ReadSeries' slab pool, bounded like a querier's.
+var readSeriesSlabs = sync.OnceValue(func() *slabPool { return newSlabPool(framePoolBytes/4, framePoolIdle) })

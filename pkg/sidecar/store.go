@@ -271,6 +271,11 @@ var batchBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 512<<10+64<<
 // larger): the querier keeps frames in 4 MiB slabs, four to a slab.
 const maxFrameBytes = 1 << 20
 
+// idleFlushBytes is how much a batch frame must hold to be sent early,
+// while Prometheus is slower than the sidecar: a quarter of a full frame,
+// so a fast Prometheus does not turn each batch into many small frames.
+const idleFlushBytes = maxFrameBytes / 4
+
 // streamEncoded is Series' common path (Prometheus' order kept, batches
 // asked for): each remote read frame is walked in wire form (frameParser)
 // and its series go out in batch frames built by hand
@@ -416,6 +421,17 @@ func (s *store) streamEncoded(req *storepb.SeriesRequest, srv grpc.ServerStreami
 		}
 		// The encoder has copied what it needs: the buffer may be refilled.
 		free <- b
+		// Prometheus has not sent more yet: a good part of a frame goes
+		// out now rather than when the batch is full, so the client decodes
+		// it meanwhile, and what is left to send after Prometheus' last
+		// frame is small.
+		if len(batches) == 0 {
+			if _, size := enc.Len(); size >= idleFlushBytes {
+				if err := flush(); err != nil {
+					return err
+				}
+			}
+		}
 	}
 	return flush()
 }
