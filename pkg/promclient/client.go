@@ -10,7 +10,9 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"slices"
 	"strconv"
@@ -29,6 +31,10 @@ import (
 type Client struct {
 	base *url.URL
 	hc   *http.Client
+	// rr is for remote read when it has connections of its own (see
+	// readconn_linux.go); nil uses hc.
+	rr    *http.Client
+	spare *spareDialer
 }
 
 // New returns a client of the Prometheus at rawURL.
@@ -44,6 +50,8 @@ func New(rawURL string, hc *http.Client) (*Client, error) {
 		t := http.DefaultTransport.(*http.Transport).Clone()
 		t.ReadBufferSize = 256 << 10
 		hc = &http.Client{Transport: t}
+		rr, spare := remoteReadClient(u.Scheme, t)
+		return &Client{base: u, hc: hc, rr: rr, spare: spare}, nil
 	}
 	return &Client{base: u, hc: hc}, nil
 }
@@ -324,7 +332,13 @@ func (c *Client) RemoteRead(ctx context.Context, q *prompb.Query) (*ChunkedStrea
 	req.Header.Set("Content-Encoding", "snappy")
 	req.Header.Set("Content-Type", "application/x-protobuf")
 	req.Header.Set("X-Prometheus-Remote-Read-Version", "0.1.0")
-	resp, err := c.hc.Do(req)
+	hc := c.hc
+	var conn net.Conn
+	if c.rr != nil {
+		hc = c.rr
+		req = req.WithContext(httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{GotConn: func(i httptrace.GotConnInfo) { conn = i.Conn }}))
+	}
+	resp, err := hc.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("remote read: %w", err)
 	}
@@ -336,6 +350,9 @@ func (c *Client) RemoteRead(ctx context.Context, q *prompb.Query) (*ChunkedStrea
 	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/x-streamed-protobuf; proto=prometheus.ChunkedReadResponse") {
 		resp.Body.Close()
 		return nil, fmt.Errorf("remote read: Prometheus answered %q, not streamed chunks", ct)
+	}
+	if conn != nil {
+		coalesceReads(conn)
 	}
 	r := readers.Get().(*bufio.Reader)
 	r.Reset(resp.Body)

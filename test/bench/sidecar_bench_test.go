@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net/http"
 	"os"
 	"slices"
 	"testing"
@@ -46,7 +47,17 @@ func BenchmarkSidecarSeries(b *testing.B) {
 	prom := e2e.StartPrometheus(b, e2e.PrometheusOptions{DataDir: data, BlockDuration: 2 * time.Hour,
 		ExternalLabels: map[string]string{"cluster": "bench", "replica": "a"}})
 	sc := e2e.StartStrata(b, "sidecar", true, "", "--prometheus.url="+prom.URL, "--tsdb.path="+data)
-	client, err := promclient.New(prom.URL, nil)
+	// The direct reader is a plain HTTP client (kept-alive connections),
+	// as Prometheus' own remote read client and Thanos' sidecar read.
+	// STRATA_BENCH_DIRECT=strata reads with the sidecar's own client
+	// instead (see promclient/readconn_linux.go).
+	plain := http.DefaultTransport.(*http.Transport).Clone()
+	plain.ReadBufferSize = 256 << 10
+	hc := &http.Client{Transport: plain}
+	if os.Getenv("STRATA_BENCH_DIRECT") == "strata" {
+		hc = nil
+	}
+	client, err := promclient.New(prom.URL, hc)
 	if err != nil {
 		b.Fatal(err)
 	}
