@@ -218,6 +218,7 @@ type ChunkedStream struct {
 	closeOnce sync.Once
 	r         *bufio.Reader
 	buf       []byte
+	conn      net.Conn // the connection, when remote read has its own
 }
 
 // maxFrameBytes bounds one remote read frame; Prometheus writes about 1 MiB.
@@ -325,22 +326,35 @@ func (c *Client) RemoteRead(ctx context.Context, q *prompb.Query) (*ChunkedStrea
 	if err != nil {
 		return nil, err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.endpoint("/api/v1/read", nil), bytes.NewReader(snappy.Encode(nil, raw)))
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Content-Encoding", "snappy")
-	req.Header.Set("Content-Type", "application/x-protobuf")
-	req.Header.Set("X-Prometheus-Remote-Read-Version", "0.1.0")
-	hc := c.hc
-	var conn net.Conn
-	if c.rr != nil {
-		hc = c.rr
-		req = req.WithContext(httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{GotConn: func(i httptrace.GotConnInfo) { conn = i.Conn }}))
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("remote read: %w", err)
+	body := snappy.Encode(nil, raw)
+	var (
+		resp *http.Response
+		conn net.Conn
+	)
+	// A connection dialled ahead may have been closed by Prometheus just
+	// after it was checked: such a failure is tried once more, on a new
+	// connection (the Transport retries only kept-alive ones).
+	for attempt := 0; ; attempt++ {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.endpoint("/api/v1/read", nil), bytes.NewReader(body))
+		if err != nil {
+			return nil, err
+		}
+		req.Header.Set("Content-Encoding", "snappy")
+		req.Header.Set("Content-Type", "application/x-protobuf")
+		req.Header.Set("X-Prometheus-Remote-Read-Version", "0.1.0")
+		hc := c.hc
+		conn = nil
+		if c.rr != nil {
+			hc = c.rr
+			req = req.WithContext(httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{GotConn: func(i httptrace.GotConnInfo) { conn = i.Conn }}))
+		}
+		resp, err = hc.Do(req)
+		if err == nil {
+			break
+		}
+		if attempt > 0 || ctx.Err() != nil || !dialledAhead(conn) {
+			return nil, fmt.Errorf("remote read: %w", err)
+		}
 	}
 	if resp.StatusCode != http.StatusOK {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
@@ -356,7 +370,7 @@ func (c *Client) RemoteRead(ctx context.Context, q *prompb.Query) (*ChunkedStrea
 	}
 	r := readers.Get().(*bufio.Reader)
 	r.Reset(resp.Body)
-	return &ChunkedStream{body: resp.Body, r: r}, nil
+	return &ChunkedStream{body: resp.Body, r: r, conn: conn}, nil
 }
 
 // Ready tells whether Prometheus answers /-/ready.

@@ -2,6 +2,7 @@ package promclient
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -74,6 +75,7 @@ func (s *spareDialer) DialContext(ctx context.Context, network, addr string) (ne
 	}
 	s.dialAhead(network, addr)
 	if c != nil {
+		c.dialledAhead = true
 		return c, nil
 	}
 	return s.dialConn(ctx, network, addr)
@@ -113,6 +115,16 @@ func (s *spareDialer) dialAhead(network, addr string) {
 			return
 		}
 		s.spare, s.key, s.born = rc, network+" "+addr, time.Now()
+		// Unused, it is closed when too old rather than left to
+		// Prometheus' timeout.
+		time.AfterFunc(spareMaxAge, func() {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			if s.spare == rc {
+				s.spare = nil
+				rc.Close()
+			}
+		})
 	}()
 }
 
@@ -120,10 +132,17 @@ func (s *spareDialer) dialAhead(network, addr string) {
 // readLowWater bytes are there.
 type readConn struct {
 	net.Conn
-	raw      syscall.RawConn
-	coalesce atomic.Bool
-	lowered  atomic.Bool // the timer set the mark back to one byte
-	timer    *time.Timer
+	raw          syscall.RawConn
+	coalesce     atomic.Bool
+	dialledAhead bool // set before the Transport has it
+
+	// The timer wakes a reader that has waited readWakeAfter: it lowers the
+	// mark to one byte and sets a read deadline in the past, since kernels
+	// before 4.18 do not wake a reader when the mark is lowered.
+	mu      sync.Mutex
+	lowered bool // the mark is one byte until the next wait
+	kicked  bool // the read deadline is the timer's
+	timer   *time.Timer
 }
 
 // newReadConn wraps a TCP connection; anything else is returned as is.
@@ -137,12 +156,17 @@ func newReadConn(c net.Conn) net.Conn {
 		return c
 	}
 	rc := &readConn{Conn: tc, raw: raw}
-	rc.timer = time.AfterFunc(time.Hour, func() {
-		rc.lowered.Store(true)
-		rc.setLowWater(1)
-	})
+	rc.timer = time.AfterFunc(time.Hour, rc.wake)
 	rc.timer.Stop()
 	return rc
+}
+
+func (c *readConn) wake() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.lowered, c.kicked = true, true
+	c.setLowWater(1)
+	_ = c.Conn.SetReadDeadline(time.Now())
 }
 
 // idle tells whether the connection is still open with nothing to read,
@@ -179,6 +203,25 @@ func (c *readConn) Read(p []byte) (int, error) {
 	if !c.coalesce.Load() || len(p) == 0 {
 		return c.Conn.Read(p)
 	}
+	for {
+		n, err := c.read(p)
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			c.mu.Lock()
+			kicked := c.kicked
+			if kicked {
+				c.kicked = false
+				_ = c.Conn.SetReadDeadline(time.Time{})
+			}
+			c.mu.Unlock()
+			if kicked {
+				continue
+			}
+		}
+		return n, err
+	}
+}
+
+func (c *readConn) read(p []byte) (int, error) {
 	var (
 		n     int
 		rerr  error
@@ -197,9 +240,12 @@ func (c *readConn) Read(p []byte) (int, error) {
 		// Nothing there: wait for the mark, the end, or the timer.
 		if !armed {
 			armed = true
-			if c.lowered.Swap(false) {
+			c.mu.Lock()
+			if c.lowered {
+				c.lowered = false
 				c.setLowWater(readLowWater)
 			}
+			c.mu.Unlock()
 			c.timer.Reset(readWakeAfter)
 		}
 		return false
@@ -207,7 +253,14 @@ func (c *readConn) Read(p []byte) (int, error) {
 	if armed {
 		c.timer.Stop()
 	}
-	if err == nil && rerr != nil {
+	if err != nil {
+		// RawConn's own errors (closed, deadline) are already wrapped.
+		var oe *net.OpError
+		if errors.As(err, &oe) {
+			oe.Op = "read"
+			return 0, oe
+		}
+	} else if rerr != nil {
 		err = os.NewSyscallError("read", rerr)
 	}
 	if err != nil {
@@ -225,4 +278,10 @@ func coalesceReads(conn net.Conn) {
 	if c, ok := conn.(*readConn); ok {
 		c.coalesceReads()
 	}
+}
+
+// dialledAhead tells whether conn was dialled ahead of its request.
+func dialledAhead(conn net.Conn) bool {
+	c, ok := conn.(*readConn)
+	return ok && c.dialledAhead
 }

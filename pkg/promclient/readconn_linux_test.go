@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -113,8 +114,27 @@ func TestRemoteReadCoalesced(t *testing.T) {
 	for i := 0; i < 3; i++ {
 		readAll(t, c, len(fs))
 	}
-	if len(conns) != 3 {
-		t.Fatalf("3 requests came on %d connections, want one each", len(conns))
+	// The body is read with the low-water mark set.
+	stream, err := c.RemoteRead(context.Background(), &prompb.Query{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stream.Close()
+	rc, ok := stream.conn.(*readConn)
+	if !ok {
+		t.Fatalf("remote read connection is a %T", stream.conn)
+	}
+	mark := 0
+	if err := rc.raw.Control(func(fd uintptr) {
+		mark, err = syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVLOWAT)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if mark != readLowWater {
+		t.Fatalf("SO_RCVLOWAT is %d, want %d", mark, readLowWater)
+	}
+	if len(conns) != 4 {
+		t.Fatalf("4 requests came on %d connections, want one each", len(conns))
 	}
 }
 
@@ -175,6 +195,44 @@ func TestRemoteReadEndWithoutClose(t *testing.T) {
 		if err != nil {
 			t.Fatalf("frame %d: %v", got, err)
 		}
+	}
+}
+
+// TestRemoteReadCancelWhileWaiting: a read waiting for Prometheus ends
+// when the request is cancelled.
+func TestRemoteReadCancelWhileWaiting(t *testing.T) {
+	fs := frames(t, 4)
+	done := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", streamedType)
+		for _, f := range fs[:3] {
+			w.Write(f)
+		}
+		w.(http.Flusher).Flush()
+		<-done
+	}))
+	defer srv.Close()
+	defer close(done) // before Close, which waits for the handler
+	c, err := New(srv.URL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	stream, err := c.RemoteRead(ctx, &prompb.Query{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stream.Close()
+	for i := 0; i < 3; i++ {
+		if _, err := stream.Next(); err != nil {
+			t.Fatalf("frame %d: %v", i, err)
+		}
+	}
+	// Whether the cancel comes before or during the wait, Next must end.
+	time.AfterFunc(10*time.Millisecond, cancel)
+	if _, err := stream.Next(); err == nil {
+		t.Fatal("a stalled answer gave a fourth frame")
 	}
 }
 

@@ -35,6 +35,10 @@ type seriesFrame struct {
 	buf []byte
 	// bufs gives buf its memory; nil allocates.
 	bufs *frameBuffers
+	// reuse: every frame goes into scratch, for a reader done with each
+	// frame before it asks for the next.
+	reuse   bool
+	scratch []byte
 }
 
 // frameSeries is one series of a frame: raw chunks compactly, or, when it
@@ -65,9 +69,24 @@ func (seriesCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	// into: PromQL holds every series until the query ends, so the frame
 	// lives that long anyway, and copying each series' chunks out of it
 	// was a quarter of the querier's CPU on wide queries.
-	b := f.bufs.alloc(data.Len())
+	b := f.buffer(data.Len())
 	data.CopyTo(b)
 	return f.decode(b)
+}
+
+// readSeriesBuffers keeps ReadSeries' frame buffers for the next call: a
+// fresh megabyte per call was zeroed and faulted in each time.
+var readSeriesBuffers sync.Pool
+
+// buffer returns memory for a frame of n bytes.
+func (f *seriesFrame) buffer(n int) []byte {
+	if !f.reuse {
+		return f.bufs.alloc(n)
+	}
+	if cap(f.scratch) < n {
+		f.scratch = make([]byte, n)
+	}
+	return f.scratch[:n]
 }
 
 var errTruncated = errors.New("truncated SeriesResponse")
@@ -309,8 +328,10 @@ func openSeries(ctx context.Context, cc grpc.ClientConnInterface, req *storepb.S
 // labels and raw chunks (the raw part of aggregate chunks too), decoded as
 // the querier decodes them: for benchmarks and tools that want the
 // querier's view of a store. A warning frame is returned as an error.
-// Frames go into pooled slabs, as PromQL's queries get them, so the chunks
-// fn is given are valid only until ReadSeries returns.
+// Every frame is read into the same buffer, so the chunks fn is given are
+// valid only until fn returns: a querier's PromQL path reuses the memory of
+// its frames too (from pooled slabs, once the query ends), and a fresh
+// buffer per frame made this reader cost more than the querier.
 func ReadSeries(ctx context.Context, cc grpc.ClientConnInterface, req *storepb.SeriesRequest, fn func(labels.Labels, []chunkenc.Chunk) error) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -318,14 +339,19 @@ func ReadSeries(ctx context.Context, cc grpc.ClientConnInterface, req *storepb.S
 	if err != nil {
 		return err
 	}
-	bufs := &frameBuffers{pool: readSeriesSlabs()}
-	// The stream is done with (cancelled) before the slabs go back.
-	defer bufs.release()
-	defer cancel()
-	var (
-		f    = seriesFrame{bufs: bufs}
-		chks []chunkenc.Chunk
-	)
+	f := seriesFrame{reuse: true}
+	if b, ok := readSeriesBuffers.Get().(*[]byte); ok {
+		f.scratch = *b
+	}
+	defer func() {
+		// The stream is done with before its buffer is given back.
+		cancel()
+		if cap(f.scratch) <= 4<<20 {
+			b := f.scratch[:0]
+			readSeriesBuffers.Put(&b)
+		}
+	}()
+	var chks []chunkenc.Chunk
 	for {
 		if err := stream.RecvMsg(&f); err == io.EOF {
 			return nil
@@ -366,6 +392,3 @@ func ReadSeries(ctx context.Context, cc grpc.ClientConnInterface, req *storepb.S
 		}
 	}
 }
-
-// readSeriesSlabs is ReadSeries' slab pool, bounded like a querier's.
-var readSeriesSlabs = sync.OnceValue(func() *slabPool { return newSlabPool(framePoolBytes/4, framePoolIdle) })
