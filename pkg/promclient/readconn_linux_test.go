@@ -49,16 +49,23 @@ func frames(t *testing.T, n int) [][]byte {
 	return out
 }
 
-// readAll reads a remote read answer and checks that every frame arrived
-// whole and in order.
-func readAll(t *testing.T, c *Client, want int) {
+// openStream starts a remote read that must end within 30 s.
+func openStream(t *testing.T, c *Client) *ChunkedStream {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	t.Cleanup(cancel)
 	stream, err := c.RemoteRead(ctx, &prompb.Query{})
 	if err != nil {
 		t.Fatal(err)
 	}
+	return stream
+}
+
+// readAll reads a remote read answer and checks that every frame arrived
+// whole and in order.
+func readAll(t *testing.T, c *Client, want int) {
+	t.Helper()
+	stream := openStream(t, c)
 	defer stream.Close()
 	got := 0
 	for {
@@ -174,12 +181,7 @@ func TestRemoteReadEndWithoutClose(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	stream, err := c.RemoteRead(ctx, &prompb.Query{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	stream := openStream(t, c)
 	defer stream.Close()
 	for got := 0; ; got++ {
 		if got == len(fs)-1 {
