@@ -33,7 +33,8 @@ type Client struct {
 	hc   *http.Client
 	// rr is for remote read when it has connections of its own (see
 	// readconn_linux.go); nil uses hc.
-	rr    *http.Client
+	rr *http.Client
+	// spare is rr's dialer, which keeps a connection ahead (for tests).
 	spare *spareDialer
 }
 
